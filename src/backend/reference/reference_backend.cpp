@@ -1,0 +1,108 @@
+// Naive reference kernels. Slow on purpose: every value is computed the obvious way with double
+// accumulation, so op-parity tests have something independent of oneDNN to compare against.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "src/backend/backend.hpp"
+
+namespace xcaption {
+namespace {
+
+class ReferenceLinear : public PreparedLinear {
+ public:
+  ReferenceLinear(std::int64_t in, std::int64_t out) : PreparedLinear(in, out) {}
+  std::vector<float> weight;  // (in, out)
+  std::vector<float> bias;    // (out) or empty
+};
+
+double apply_activation(double x, Activation act) {
+  switch (act) {
+    case Activation::None: return x;
+    case Activation::GeluErf: return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+    case Activation::GeluTanh: {
+      const double k = std::sqrt(2.0 / M_PI);
+      return 0.5 * x * (1.0 + std::tanh(k * (x + 0.044715 * x * x * x)));
+    }
+  }
+  return x;
+}
+
+class ReferenceBackend : public Backend {
+ public:
+  std::string name() const override { return "reference"; }
+  void set_threads(int) override {}
+
+  std::unique_ptr<PreparedLinear> prepare_linear(const float* weight, WeightLayout layout,
+                                                 std::int64_t in, std::int64_t out,
+                                                 const float* bias, std::int64_t) override {
+    auto p = std::make_unique<ReferenceLinear>(in, out);
+    p->weight.resize(static_cast<std::size_t>(in * out));
+    for (std::int64_t i = 0; i < in; ++i)
+      for (std::int64_t o = 0; o < out; ++o)
+        p->weight[i * out + o] = layout == WeightLayout::InOut ? weight[i * out + o] : weight[o * in + i];
+    if (bias) p->bias.assign(bias, bias + out);
+    return p;
+  }
+
+  void linear(const PreparedLinear& layer, const float* src, std::int64_t m, float* dst,
+              Activation act, bool accumulate) override {
+    const auto& p = static_cast<const ReferenceLinear&>(layer);
+    const std::int64_t in = p.in_features(), out = p.out_features();
+    for (std::int64_t r = 0; r < m; ++r) {
+      for (std::int64_t o = 0; o < out; ++o) {
+        double s = p.bias.empty() ? 0.0 : p.bias[o];
+        for (std::int64_t i = 0; i < in; ++i) s += double(src[r * in + i]) * p.weight[i * out + o];
+        double v = apply_activation(s, act);
+        if (accumulate) v += dst[r * out + o];
+        dst[r * out + o] = static_cast<float>(v);
+      }
+    }
+  }
+
+  void batched_matmul(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,
+                      const float* a, Strided3 as, const float* b, Strided3 bs, float* c,
+                      Strided3 cs, float alpha) override {
+    for (std::int64_t t = 0; t < batch; ++t)
+      for (std::int64_t i = 0; i < m; ++i)
+        for (std::int64_t j = 0; j < n; ++j) {
+          double s = 0;
+          for (std::int64_t q = 0; q < k; ++q)
+            s += double(a[t * as.batch + i * as.row + q * as.col]) *
+                 b[t * bs.batch + q * bs.row + j * bs.col];
+          c[t * cs.batch + i * cs.row + j * cs.col] = static_cast<float>(alpha * s);
+        }
+  }
+
+  void softmax(float* data, std::int64_t rows, std::int64_t n, std::int64_t ld) override {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      float* x = data + r * ld;
+      double mx = x[0];
+      for (std::int64_t j = 1; j < n; ++j) mx = std::max(mx, double(x[j]));
+      double sum = 0;
+      for (std::int64_t j = 0; j < n; ++j) sum += std::exp(double(x[j]) - mx);
+      for (std::int64_t j = 0; j < n; ++j) x[j] = static_cast<float>(std::exp(double(x[j]) - mx) / sum);
+    }
+  }
+
+  void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t n,
+                  const float* gamma, const float* beta, float eps) override {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* x = src + r * n;
+      double mean = 0, var = 0;
+      for (std::int64_t j = 0; j < n; ++j) mean += x[j];
+      mean /= double(n);
+      for (std::int64_t j = 0; j < n; ++j) var += (x[j] - mean) * (x[j] - mean);
+      var /= double(n);
+      const double inv = 1.0 / std::sqrt(var + double(eps));
+      for (std::int64_t j = 0; j < n; ++j)
+        dst[r * n + j] = static_cast<float>((x[j] - mean) * inv * gamma[j] + beta[j]);
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_reference_backend() { return std::make_unique<ReferenceBackend>(); }
+
+}  // namespace xcaption
