@@ -1,12 +1,55 @@
-// xcaption command-line entry point (subcommands are added as the engine grows).
+// xcaption command-line entry point: dispatches to a subcommand.
 #include <cstdio>
+#include <cstring>
 #include <string>
 
+#include <fmt/format.h>
+
+#include "src/cli/cli.hpp"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(int, char**);
+  const char* summary;
+};
+
+const Command kCommands[] = {
+    {"caption", xcaption::cli::cmd_caption, "caption images (plain text or JSON lines)"},
+    {"info", xcaption::cli::cmd_info, "show what a model folder contains"},
+    {"tokenize", xcaption::cli::cmd_tokenize, "text -> token ids, or ids -> text with --decode"},
+};
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out,
+               "xcaption %s: caption images with Hugging Face ViT-GPT2 checkpoints on the CPU\n\n"
+               "usage: xcaption COMMAND [OPTIONS] [ARGS]\n\ncommands:\n",
+               XCAPTION_VERSION);
+  for (const auto& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+  std::fprintf(out,
+               "\n`xcaption COMMAND --help` explains each command. The model is --model DIR, else\n"
+               "$XCAPTION_MODEL, else the bundled default model.\n");
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  if (argc > 1 && std::string(argv[1]) == "--version") {
+  if (argc < 2) {
+    print_usage(stderr);
+    return xcaption::cli::kUsage;
+  }
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_usage(stdout);
+    return 0;
+  }
+  if (name == "--version") {
     std::printf("xcaption %s\n", XCAPTION_VERSION);
     return 0;
   }
-  std::fprintf(stderr, "usage: xcaption --version\n");
-  return 2;
+  for (const auto& c : kCommands)
+    if (name == c.name) return c.run(argc - 1, argv + 1);
+  std::fprintf(stderr, "xcaption: error: unknown command '%s' (see xcaption --help)\n", name.c_str());
+  return xcaption::cli::kUsage;
 }

@@ -1,0 +1,127 @@
+// The public API: load a Hugging Face vision-encoder-decoder folder and caption images.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <xcaption/image.hpp>
+
+namespace xcaption {
+
+/// Generation settings. Unset fields take the model folder's value (generation_config.json,
+/// else config.json), else transformers' GenerationConfig default.
+struct GenerationOptions {
+  std::optional<std::int64_t> num_beams;
+  std::optional<std::int64_t> max_new_tokens;  // wins over max_length
+  std::optional<std::int64_t> max_length;      // counts the decoder start token
+  std::optional<std::int64_t> min_new_tokens;  // wins over min_length
+  std::optional<std::int64_t> min_length;      // counts the decoder start token
+  std::optional<double> length_penalty;
+  std::optional<std::string> early_stopping;   // "true", "false" or "never"
+  std::optional<std::int64_t> no_repeat_ngram_size;
+  std::optional<double> repetition_penalty;
+};
+
+struct CaptionRequest {
+  GenerationOptions generation;
+  /// Keep the cross-attention weights of every layer and head for each generated token.
+  bool capture_cross_attention = false;
+};
+
+struct Timings {
+  double preprocess_ms = 0;
+  double encoder_ms = 0;   // ViT forward (+ projection to the decoder width)
+  double cross_kv_ms = 0;  // cross-attention keys/values, once per image
+  double decode_ms = 0;    // the token loop
+};
+
+/// Cross-attention probabilities for each generated token:
+/// weights[((step * layers + layer) * heads + head) * encoder_tokens + j].
+/// Encoder token 0 is CLS; token 1 + r * grid_cols + c is patch (r, c) of the model's input.
+struct CrossAttention {
+  std::int64_t steps = 0, layers = 0, heads = 0, encoder_tokens = 0;
+  std::int64_t grid_rows = 0, grid_cols = 0;
+  std::vector<float> weights;
+  std::span<const float> at(std::int64_t step, std::int64_t layer, std::int64_t head) const {
+    return {weights.data() + ((step * layers + layer) * heads + head) * encoder_tokens,
+            static_cast<std::size_t>(encoder_tokens)};
+  }
+};
+
+struct CaptionResult {
+  std::string caption;                  // decoded with special tokens skipped
+  std::vector<std::int64_t> token_ids;  // generated after the decoder start token (eos included)
+  std::vector<std::string> tokens;      // vocabulary strings of token_ids
+  std::vector<float> logprobs;          // log-softmax of the raw logits for each chosen token
+  double sequence_score = 0;            // beams: HF sequences_scores; greedy: sum of logprobs
+  std::int64_t num_beams = 1;
+  Timings timings;
+  CrossAttention cross_attention;       // filled when requested
+};
+
+/// What was loaded, for `xcaption info` and for callers that adapt to the model.
+struct ModelInfo {
+  std::filesystem::path dir;
+  std::string family;  // "vit-gpt2"
+  std::string weights_file, weights_dtype;
+  std::int64_t parameters = 0;
+  std::int64_t image_height = 0, image_width = 0, patch_size = 0;
+  std::int64_t grid_rows = 0, grid_cols = 0;
+  std::int64_t encoder_hidden = 0, encoder_layers = 0, encoder_heads = 0;
+  std::int64_t decoder_hidden = 0, decoder_layers = 0, decoder_heads = 0;
+  std::int64_t vocab_size = 0, n_positions = 0;
+  bool enc_to_dec_proj = false;
+  std::string tokenizer_kind, tokenizer_file;
+  std::string resample;  // PIL filter name
+  // Effective generation defaults.
+  std::int64_t num_beams = 1, max_length = 20;
+  std::optional<std::int64_t> max_new_tokens;
+  std::int64_t min_length = 0, no_repeat_ngram_size = 0;
+  double length_penalty = 1.0, repetition_penalty = 1.0;
+  std::string early_stopping;
+  std::int64_t decoder_start_token_id = 0;
+  std::vector<std::int64_t> eos_token_ids;
+  std::string backend;
+  double load_ms = 0;
+};
+
+struct LoadOptions {
+  int threads = 0;  // 0: all cores
+};
+
+/// A loaded model. Not thread-safe: use one Captioner per thread.
+class Captioner {
+ public:
+  /// Loads and validates the folder. Throws FormatError / ShapeError / InputError naming the file,
+  /// key or tensor at fault.
+  static Captioner load(const std::filesystem::path& model_dir, const LoadOptions& options = {});
+  Captioner(Captioner&&) noexcept;
+  Captioner& operator=(Captioner&&) noexcept;
+  ~Captioner();
+
+  CaptionResult caption(const RgbImage& image, const CaptionRequest& request = {});
+  CaptionResult caption_file(const std::filesystem::path& image, const CaptionRequest& request = {});
+
+  ModelInfo info() const;
+
+  std::vector<std::int64_t> encode_text(std::string_view text) const;
+  std::string decode_tokens(std::span<const std::int64_t> ids, bool skip_special_tokens) const;
+  std::string token_string(std::int64_t id) const;
+
+ private:
+  struct Impl;
+  explicit Captioner(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The model folder used when none is given: $XCAPTION_MODEL if set, else the bundled default.
+std::filesystem::path default_model_dir();
+
+}  // namespace xcaption

@@ -1,0 +1,54 @@
+// The ViT -> GPT-2 vision-encoder-decoder family (ref: transformers
+// models/vision_encoder_decoder/modeling_vision_encoder_decoder.py): tensor table and wiring.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "decoder/gpt2.hpp"
+#include "encoders/vit.hpp"
+#include "src/generate/generate.hpp"
+
+namespace xcaption {
+
+class VitGpt2Model : public StepModel {
+ public:
+  /// Every tensor the family reads, with HF names and shapes derived from the config.
+  static std::vector<ExpectedTensor> expected_tensors(const ModelConfig& config);
+
+  /// Validates `weights` against expected_tensors() and prepares every layer on `backend`.
+  VitGpt2Model(const ModelConfig& config, Backend& backend, const WeightStore& weights,
+               std::int64_t max_beams);
+
+  std::int64_t encoder_tokens() const { return encoder_.num_tokens(); }
+  const VitEncoder& encoder() const { return encoder_; }
+  const Gpt2Decoder& decoder() const { return decoder_; }
+  bool has_projection() const { return projection_ != nullptr; }
+
+  /// pixels (3, H, W) -> encoder last_hidden_state (T, encoder hidden), kept inside.
+  void encode(const float* pixels);
+  /// Projects the encoder states to the decoder width when needed and computes cross K/V.
+  void prepare_cross_attention(std::int64_t max_rows, std::int64_t max_length);
+  const float* encoder_states() const { return encoder_states_.data(); }
+
+  // StepModel
+  std::int64_t vocab_size() const override { return decoder_.vocab_size(); }
+  std::int64_t attention_floats() const override;
+  void begin(std::int64_t rows) override { decoder_.reset(rows); }
+  void step(const std::int64_t* tokens, float* logits, float* attention) override {
+    decoder_.step(tokens, logits, attention);
+  }
+  void reorder(const std::int64_t* src) override { decoder_.reorder(src); }
+
+ private:
+  Backend& backend_;
+  VitEncoder encoder_;
+  std::unique_ptr<PreparedLinear> projection_;  // enc_to_dec_proj (nn.Linear)
+  Gpt2Decoder decoder_;
+  FloatBuffer encoder_states_;  // (T, enc hidden)
+  FloatBuffer projected_;       // (T, dec hidden) when projecting
+};
+
+}  // namespace xcaption

@@ -1,0 +1,54 @@
+// Shared pieces of the xcaption subcommands.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+#include <xcaption/captioner.hpp>
+
+namespace xcaption::cli {
+
+namespace po = boost::program_options;
+
+/// Exit codes (README "Exit codes").
+enum ExitCode : int {
+  kOk = 0,
+  kFailure = 1,     // anything else
+  kUsage = 2,       // bad command line
+  kBadFile = 3,     // FormatError: missing/unreadable/malformed file
+  kBadShape = 4,    // ShapeError: tensor or config size mismatch
+  kBadInput = 5,    // InputError: option or value out of range, unsupported model
+  kBackend = 6,     // BackendError
+  kInterrupted = 130,
+};
+
+/// Thrown for command-line mistakes; main prints it with a hint to --help.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Parses argv (after the subcommand name). Unknown options and stray positionals are errors.
+po::variables_map parse(const std::string& command, int argc, char** argv,
+                        const po::options_description& options,
+                        const po::positional_options_description& positional);
+
+/// Prints "usage: xcaption COMMAND ..." + summary + options.
+void print_help(const std::string& usage, const std::string& summary,
+                const po::options_description& options, const std::string& details = "");
+
+/// --model and --threads, shared by every command that loads a model.
+void add_model_options(po::options_description& options);
+std::filesystem::path model_dir(const po::variables_map& vm);
+Captioner load_captioner(const po::variables_map& vm);
+
+/// Maps an exception to its exit code and prints "xcaption: error: ..." to stderr.
+int report_error(const std::exception& e);
+
+int cmd_caption(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_info(int argc, char** argv);
+
+}  // namespace xcaption::cli

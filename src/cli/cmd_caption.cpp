@@ -1,0 +1,107 @@
+// xcaption caption IMAGE... : one caption per image, as text or JSON lines.
+#include <cstdio>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "src/cli/cli.hpp"
+
+namespace xcaption::cli {
+
+namespace {
+
+void add_generation_options(po::options_description& o) {
+  o.add_options()
+      ("beams,b", po::value<std::int64_t>()->value_name("N"), "beam count (1 = greedy); default from the model folder")
+      ("max-new-tokens", po::value<std::int64_t>()->value_name("N"), "most tokens to generate")
+      ("min-new-tokens", po::value<std::int64_t>()->value_name("N"), "fewest tokens before end-of-text may be chosen")
+      ("length-penalty", po::value<double>()->value_name("X"),
+       "beam score = sum of log-probs / length^X (0 = no length normalisation)")
+      ("early-stopping", po::value<std::string>()->value_name("true|false|never"),
+       "when beam search stops (HF semantics)")
+      ("no-repeat-ngram-size", po::value<std::int64_t>()->value_name("N"), "forbid repeating any N-gram")
+      ("repetition-penalty", po::value<double>()->value_name("X"), "penalise tokens already generated (1 = off)");
+}
+
+GenerationOptions generation_options(const po::variables_map& vm) {
+  GenerationOptions g;
+  if (vm.count("beams")) g.num_beams = vm["beams"].as<std::int64_t>();
+  if (vm.count("max-new-tokens")) g.max_new_tokens = vm["max-new-tokens"].as<std::int64_t>();
+  if (vm.count("min-new-tokens")) g.min_new_tokens = vm["min-new-tokens"].as<std::int64_t>();
+  if (vm.count("length-penalty")) g.length_penalty = vm["length-penalty"].as<double>();
+  if (vm.count("early-stopping")) g.early_stopping = vm["early-stopping"].as<std::string>();
+  if (vm.count("no-repeat-ngram-size")) g.no_repeat_ngram_size = vm["no-repeat-ngram-size"].as<std::int64_t>();
+  if (vm.count("repetition-penalty")) g.repetition_penalty = vm["repetition-penalty"].as<double>();
+  return g;
+}
+
+nlohmann::json to_json(const std::string& image, const CaptionResult& r) {
+  nlohmann::json j;
+  j["image"] = image;
+  j["caption"] = r.caption;
+  j["token_ids"] = r.token_ids;
+  j["tokens"] = r.tokens;
+  j["logprobs"] = r.logprobs;
+  j["sequence_score"] = r.sequence_score;
+  j["num_beams"] = r.num_beams;
+  j["timings_ms"] = {{"preprocess", r.timings.preprocess_ms},
+                     {"encoder", r.timings.encoder_ms},
+                     {"cross_kv", r.timings.cross_kv_ms},
+                     {"decode", r.timings.decode_ms}};
+  return j;
+}
+
+}  // namespace
+
+int cmd_caption(int argc, char** argv) {
+  po::options_description options("options");
+  options.add_options()("help,h", "show this help")
+      ("json", "print one JSON object per image and line (caption, tokens, log-probs, timings)")
+      ("image", po::value<std::vector<std::string>>()->multitoken(), "image files");
+  add_model_options(options);
+  add_generation_options(options);
+  po::positional_options_description positional;
+  positional.add("image", -1);
+  try {
+    const auto vm = parse("caption", argc, argv, options, positional);
+    if (vm.count("help")) {
+      print_help("xcaption caption IMAGE... [OPTIONS]",
+                 "Captions each image. Plain output is the caption alone, or \"FILE: caption\" when\n"
+                 "several images are given; --json prints one object per line with the keys image,\n"
+                 "caption, token_ids, tokens, logprobs, sequence_score, num_beams, timings_ms.\n"
+                 "Generation settings default to the model folder's generation_config.json.",
+                 options,
+                 "An image that cannot be read is reported on stderr and skipped; the exit code is\n"
+                 "then non-zero (3 for an unreadable file).\n");
+      return kOk;
+    }
+    if (!vm.count("image")) throw UsageError("caption: no image given (see xcaption caption --help)");
+    const auto images = vm["image"].as<std::vector<std::string>>();
+    const bool json = vm.count("json") > 0;
+    CaptionRequest request;
+    request.generation = generation_options(vm);
+    Captioner captioner = load_captioner(vm);
+    int status = kOk;
+    for (const auto& image : images) {
+      try {
+        const CaptionResult r = captioner.caption_file(image, request);
+        if (json)
+          std::cout << to_json(image, r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+        else if (images.size() > 1)
+          std::cout << image << ": " << r.caption << "\n";
+        else
+          std::cout << r.caption << "\n";
+        std::cout.flush();
+      } catch (const FormatError& e) {
+        const int code = report_error(e);
+        if (status == kOk) status = code;
+      }
+    }
+    return status;
+  } catch (const std::exception& e) {
+    return report_error(e);
+  }
+}
+
+}  // namespace xcaption::cli

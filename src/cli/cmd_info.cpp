@@ -1,0 +1,75 @@
+// xcaption info : what a model folder holds and the generation defaults it implies.
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "src/cli/cli.hpp"
+
+namespace xcaption::cli {
+
+int cmd_info(int argc, char** argv) {
+  po::options_description options("options");
+  options.add_options()("help,h", "show this help")("json", "print the information as one JSON object");
+  add_model_options(options);
+  try {
+    const auto vm = parse("info", argc, argv, options, {});
+    if (vm.count("help")) {
+      print_help("xcaption info [--model DIR] [--json]",
+                 "Loads the model folder (validating every tensor) and prints its family, sizes,\n"
+                 "weight dtype, tokenizer and effective generation defaults.",
+                 options);
+      return kOk;
+    }
+    const Captioner captioner = load_captioner(vm);
+    const ModelInfo i = captioner.info();
+    const std::string eos = fmt::format("{}", fmt::join(i.eos_token_ids, ", "));
+    if (vm.count("json")) {
+      nlohmann::json j = {
+          {"dir", i.dir.string()}, {"family", i.family}, {"weights", i.weights_file},
+          {"dtype", i.weights_dtype}, {"parameters", i.parameters},
+          {"image_size", {i.image_height, i.image_width}}, {"patch_size", i.patch_size},
+          {"grid", {i.grid_rows, i.grid_cols}},
+          {"encoder", {{"hidden", i.encoder_hidden}, {"layers", i.encoder_layers}, {"heads", i.encoder_heads}}},
+          {"decoder", {{"hidden", i.decoder_hidden}, {"layers", i.decoder_layers}, {"heads", i.decoder_heads},
+                       {"vocab_size", i.vocab_size}, {"n_positions", i.n_positions}}},
+          {"enc_to_dec_proj", i.enc_to_dec_proj},
+          {"tokenizer", {{"kind", i.tokenizer_kind}, {"file", i.tokenizer_file}}},
+          {"resample", i.resample},
+          {"generation", {{"num_beams", i.num_beams}, {"max_length", i.max_length},
+                          {"min_length", i.min_length}, {"length_penalty", i.length_penalty},
+                          {"early_stopping", i.early_stopping},
+                          {"no_repeat_ngram_size", i.no_repeat_ngram_size},
+                          {"repetition_penalty", i.repetition_penalty},
+                          {"decoder_start_token_id", i.decoder_start_token_id},
+                          {"eos_token_id", i.eos_token_ids}}},
+          {"backend", i.backend}, {"load_ms", i.load_ms}};
+      std::cout << j.dump(2) << "\n";
+      return kOk;
+    }
+    std::cout << fmt::format(
+        "model        {}\n"
+        "family       {} (VisionEncoderDecoder)\n"
+        "weights      {} ({}, {:.2f} M parameters)\n"
+        "image        {}x{} pixels, {} resampling, patch {} -> {}x{} grid\n"
+        "encoder      ViT, hidden {}, {} layers, {} heads\n"
+        "decoder      GPT-2, hidden {}, {} layers, {} heads, vocab {}, {} positions{}\n"
+        "tokenizer    {} ({})\n"
+        "generation   beams {}, max_length {} (= {} new tokens), min_length {}, length_penalty {},\n"
+        "             early_stopping {}, no_repeat_ngram_size {}, repetition_penalty {},\n"
+        "             decoder_start {}, eos [{}]\n"
+        "backend      {}, loaded in {:.0f} ms\n",
+        i.dir.string(), i.family, i.weights_file, i.weights_dtype, i.parameters / 1e6, i.image_width,
+        i.image_height, i.resample, i.patch_size, i.grid_rows, i.grid_cols, i.encoder_hidden,
+        i.encoder_layers, i.encoder_heads, i.decoder_hidden, i.decoder_layers, i.decoder_heads,
+        i.vocab_size, i.n_positions, i.enc_to_dec_proj ? ", enc_to_dec_proj" : "", i.tokenizer_kind,
+        i.tokenizer_file, i.num_beams, i.max_length, i.max_length - 1, i.min_length, i.length_penalty,
+        i.early_stopping, i.no_repeat_ngram_size, i.repetition_penalty, i.decoder_start_token_id, eos,
+        i.backend, i.load_ms);
+    return kOk;
+  } catch (const std::exception& e) {
+    return report_error(e);
+  }
+}
+
+}  // namespace xcaption::cli

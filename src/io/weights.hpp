@@ -1,0 +1,59 @@
+// Checkpoint weights looked up by name, validated against a model family's table of expected
+// tensors before any of them is used (ref: whisper.cpp whisper_model_load).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "src/tensor/tensor.hpp"
+
+namespace xcaption {
+
+class SafeTensorsFile;
+
+struct ExpectedTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  bool required = true;  // false: may be absent (e.g. a tied lm_head)
+};
+
+/// The tensors of a model folder (model.safetensors, or the shards of
+/// model.safetensors.index.json), checked against a table.
+class WeightStore {
+ public:
+  /// Opens the checkpoint in `dir`. Throws FormatError naming the file on any problem.
+  static WeightStore open(const std::filesystem::path& dir);
+  WeightStore(WeightStore&&) noexcept;
+  WeightStore& operator=(WeightStore&&) noexcept;
+  ~WeightStore();
+
+  /// Checks every expected tensor: present (unless optional), float dtype, exact shape.
+  /// Throws ShapeError/FormatError: "<file>: tensor 'name': expected [768], got [512]".
+  /// Tensors in the file that are not in the table are ignored (pooler, attention-mask buffers).
+  void validate(const std::vector<ExpectedTensor>& table) const;
+
+  bool has(const std::string& name) const;
+  /// The tensor converted to float32. Precondition: validate() accepted it.
+  FloatBuffer load(const std::string& name) const;
+  std::vector<std::int64_t> shape(const std::string& name) const;
+  DType dtype(const std::string& name) const;
+  /// Storage dtype of most tensors (for `info`).
+  DType main_dtype() const;
+  std::string description() const;  // the file(s) read
+  std::int64_t total_bytes() const;
+  /// Number of values in the tensors of `table` that are present.
+  std::int64_t total_parameters(const std::vector<ExpectedTensor>& table) const;
+
+  /// Unmaps the files once every weight was copied into the backend's layout.
+  void release();
+
+ private:
+  WeightStore() = default;
+  std::vector<std::unique_ptr<SafeTensorsFile>> files_;
+};
+
+}  // namespace xcaption

@@ -1,0 +1,50 @@
+#include "src/ops/ops.hpp"
+
+#include <fmt/format.h>
+
+#include <xcaption/errors.hpp>
+
+namespace xcaption::ops {
+
+namespace {
+void require(bool ok, const char* op, const char* what) {
+  if (!ok) throw InputError(fmt::format("op {}: {}", op, what));
+}
+}  // namespace
+
+void linear(Backend& backend, const PreparedLinear& layer, const float* src, std::int64_t m,
+            float* dst, Activation act, bool accumulate) {
+  require(src && dst, "linear", "null buffer");
+  require(m > 0, "linear", "row count must be positive");
+  require(src != dst, "linear", "src and dst must not alias");
+  backend.linear(layer, src, m, dst, act, accumulate);
+}
+
+void layer_norm(Backend& backend, const LayerNorm& ln, const float* src, float* dst,
+                std::int64_t rows) {
+  require(src && dst, "layer_norm", "null buffer");
+  require(rows > 0 && ln.size() > 0, "layer_norm", "empty input");
+  require(ln.beta.size() == ln.gamma.size(), "layer_norm", "gamma and beta sizes differ");
+  backend.layer_norm(src, dst, rows, ln.size(), ln.gamma.data(), ln.beta.data(), ln.eps);
+}
+
+void attention(Backend& backend, const AttentionArgs& a) {
+  require(a.q && a.k && a.v && a.scores && a.out, "attention", "null buffer");
+  require(a.tq > 0 && a.tk > 0 && a.heads > 0 && a.head_dim > 0, "attention", "empty shape");
+  const std::int64_t width = a.heads * a.head_dim;
+  require(a.q_ld >= width && a.k_ld >= width && a.v_ld >= width && a.out_ld >= width, "attention",
+          "row stride smaller than heads * head_dim");
+  // scores(h, i, j) = scale * sum_d q[i, h*d + ..] * k[j, h*d + ..]
+  backend.batched_matmul(a.heads, a.tq, a.tk, a.head_dim,
+                         a.q, Strided3{a.head_dim, a.q_ld, 1},
+                         a.k, Strided3{a.head_dim, 1, a.k_ld},
+                         a.scores, Strided3{a.tq * a.tk, a.tk, 1}, a.scale);
+  backend.softmax(a.scores, a.heads * a.tq, a.tk, a.tk);
+  // out(i, h*d + c) = sum_j probs(h, i, j) * v[j, h*d + c]
+  backend.batched_matmul(a.heads, a.tq, a.head_dim, a.tk,
+                         a.scores, Strided3{a.tq * a.tk, a.tk, 1},
+                         a.v, Strided3{a.head_dim, a.v_ld, 1},
+                         a.out, Strided3{a.head_dim, a.out_ld, 1}, 1.0f);
+}
+
+}  // namespace xcaption::ops

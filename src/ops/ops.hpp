@@ -1,0 +1,51 @@
+// Ops: the functions model code calls. Each checks its arguments, then dispatches to the backend
+// (src/backend), whose kernels assume valid input. Buffers are float32 and row-major.
+#pragma once
+
+#include <cstdint>
+
+#include "src/backend/backend.hpp"
+#include "src/tensor/tensor.hpp"
+
+namespace xcaption::ops {
+
+/// Layer-norm parameters of one torch.nn.LayerNorm (n = normalized size).
+struct LayerNorm {
+  FloatBuffer gamma;  // (n)
+  FloatBuffer beta;   // (n)
+  float eps = 1e-5f;
+  std::int64_t size() const { return static_cast<std::int64_t>(gamma.size()); }
+};
+
+/// dst (m, out) = act(src (m, in) · W + b) [+ dst]. Throws InputError on bad sizes.
+void linear(Backend& backend, const PreparedLinear& layer, const float* src, std::int64_t m,
+            float* dst, Activation act = Activation::None, bool accumulate = false);
+
+/// Row-wise layer norm of `rows` rows of ln.size() values. src and dst may alias.
+void layer_norm(Backend& backend, const LayerNorm& ln, const float* src, float* dst,
+                std::int64_t rows);
+
+/// One query block attending to one key/value block, all heads at once, no mask.
+/// Row r of Q/K/V holds heads side by side: head h occupies columns [h*head_dim, (h+1)*head_dim)
+/// starting at q/k/v (so q, k, v may point into one fused QKV buffer with ld = 3*H*d).
+/// scores: workspace of heads*tq*tk floats; on return it holds the attention probabilities
+/// (heads, tq, tk). out row r, head h: columns [h*head_dim, ...) of out + r*out_ld.
+struct AttentionArgs {
+  const float* q;
+  std::int64_t q_ld;
+  const float* k;
+  std::int64_t k_ld;
+  const float* v;
+  std::int64_t v_ld;
+  std::int64_t tq;
+  std::int64_t tk;
+  std::int64_t heads;
+  std::int64_t head_dim;
+  float scale;  // multiplies Q·Kᵀ before the softmax
+  float* scores;
+  float* out;
+  std::int64_t out_ld;
+};
+void attention(Backend& backend, const AttentionArgs& args);
+
+}  // namespace xcaption::ops
