@@ -9,11 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "src/io/safetensors.hpp"
 #include "src/tensor/tensor.hpp"
 
 namespace xcaption {
-
-class SafeTensorsFile;
 
 struct ExpectedTensor {
   std::string name;
@@ -53,7 +52,8 @@ class WeightStore {
 
  private:
   WeightStore() = default;
-  std::vector<std::unique_ptr<SafeTensorsFile>> files_;
+  const TensorInfo* find(const std::string& name, const SafeTensorsFile** file) const;
+  std::vector<SafeTensorsFile> files_;
 };
 
 }  // namespace xcaption
