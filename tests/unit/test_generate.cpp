@@ -1,0 +1,234 @@
+// Generation bookkeeping: logits processors, beam hypotheses, greedy/beam loops on a scripted model.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <vector>
+
+#include "src/generate/generate.hpp"
+#include "src/generate/settings.hpp"
+
+using namespace xcaption;
+
+namespace {
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// A model whose logits depend only on the sequence so far: a table from history to logits,
+// with a default row for unknown histories. Tracks reorder calls like a real cache would.
+class ScriptedModel : public StepModel {
+ public:
+  explicit ScriptedModel(std::int64_t vocab) : vocab_(vocab) {}
+  std::map<std::vector<std::int64_t>, std::vector<float>> table;  // history (after start) -> logits
+  std::vector<float> fallback;
+  std::int64_t steps = 0;
+
+  std::int64_t vocab_size() const override { return vocab_; }
+  std::int64_t attention_floats() const override { return 1; }
+  void begin(std::int64_t rows) override { histories_.assign(static_cast<std::size_t>(rows), {}); }
+  void step(const std::int64_t* tokens, float* logits, float* attention) override {
+    ++steps;
+    for (std::size_t r = 0; r < histories_.size(); ++r) {
+      if (steps > 1) histories_[r].push_back(tokens[r]);  // the first step feeds the start token
+      auto it = table.find(histories_[r]);
+      const auto& row = it == table.end() ? fallback : it->second;
+      std::copy(row.begin(), row.end(), logits + r * vocab_);
+      // "attention" = the length of the history this row saw, to check it is tracked per beam.
+      if (attention) attention[r] = static_cast<float>(histories_[r].size() * 10 + (histories_[r].empty() ? 0 : histories_[r].back()));
+    }
+  }
+  void reorder(const std::int64_t* src) override {
+    auto old = histories_;
+    for (std::size_t r = 0; r < histories_.size(); ++r) histories_[r] = old[static_cast<std::size_t>(src[r])];
+  }
+
+ private:
+  std::int64_t vocab_;
+  std::vector<std::vector<std::int64_t>> histories_;
+};
+
+DecodeSettings settings(std::int64_t beams, std::int64_t max_length) {
+  DecodeSettings s;
+  s.num_beams = beams;
+  s.max_length = max_length;
+  s.eos_token_ids = {0};
+  s.decoder_start_token_id = 1;
+  return s;
+}
+}  // namespace
+
+TEST_CASE("repetition penalty divides positive and multiplies negative scores once per token", "[generate]") {
+  std::vector<float> s{2.0f, -2.0f, 3.0f, 4.0f};
+  const std::vector<std::int64_t> history{0, 1, 1, 1};
+  apply_repetition_penalty(s, history, 2.0f);
+  CHECK(s[0] == 1.0f);
+  CHECK(s[1] == -4.0f);  // penalised once although it occurs three times
+  CHECK(s[2] == 3.0f);
+  CHECK(s[3] == 4.0f);
+}
+
+TEST_CASE("no-repeat n-gram bans the tokens that would complete a seen n-gram", "[generate]") {
+  std::vector<float> s(6, 0.0f);
+  // history 1 2 3 1 2 : bigram prefix (2) was followed by 3 -> ban 3 for n=2;
+  // trigram prefix (1 2) was followed by 3 -> ban 3 for n=3.
+  const std::vector<std::int64_t> history{1, 2, 3, 1, 2};
+  apply_no_repeat_ngram(s, history, 2);
+  CHECK(s[3] == -kInf);
+  CHECK(s[1] == 0.0f);
+  std::vector<float> s3(6, 0.0f);
+  apply_no_repeat_ngram(s3, history, 3);
+  CHECK(s3[3] == -kInf);
+  std::vector<float> s1(6, 0.0f);  // n=1 bans every token seen, start token included
+  apply_no_repeat_ngram(s1, history, 1);
+  CHECK(s1[1] == -kInf);
+  CHECK(s1[2] == -kInf);
+  CHECK(s1[4] == 0.0f);
+  std::vector<float> short_history(6, 0.0f);  // too short for a 4-gram: nothing banned
+  apply_no_repeat_ngram(short_history, std::vector<std::int64_t>{1, 2}, 4);
+  for (float v : short_history) CHECK(v == 0.0f);
+}
+
+TEST_CASE("min length suppresses every eos id until reached (start token counts)", "[generate]") {
+  std::vector<float> s{1.0f, 1.0f, 1.0f};
+  const std::vector<std::int64_t> eos{0, 2};
+  apply_min_length(s, 2, 3, eos);
+  CHECK(s[0] == -kInf);
+  CHECK(s[2] == -kInf);
+  CHECK(s[1] == 1.0f);
+  std::vector<float> t{1.0f, 1.0f, 1.0f};
+  apply_min_length(t, 3, 3, eos);
+  CHECK(t[0] == 1.0f);
+}
+
+TEST_CASE("beam hypotheses keep the best num_beams and track the worst score", "[generate][beam]") {
+  BeamHypotheses h(2, 1.0, DecodeSettings::EarlyStopping::False, 20);
+  h.add({0, {5, 0}, {}, {}}, -4.0, 2);  // score -2
+  CHECK(h.worst_score() == Approx(-2.0));
+  h.add({0, {6, 0}, {}, {}}, -3.0, 3);  // score -1
+  CHECK(h.size() == 2);
+  CHECK(h.worst_score() == Approx(-2.0));
+  h.add({0, {7, 0}, {}, {}}, -9.0, 3);  // score -3: worse than the worst, rejected
+  CHECK(h.size() == 2);
+  h.add({0, {8, 0}, {}, {}}, -1.0, 2);  // score -0.5: evicts -2
+  CHECK(h.size() == 2);
+  CHECK(h.worst_score() == Approx(-1.0));
+  CHECK(h.best().tokens == std::vector<std::int64_t>{8, 0});
+  // early_stopping=false: done when no running beam can beat the worst kept score.
+  CHECK(h.is_done(-3.0, 4));    // best running -3/3 = -1 -> worst -1 >= -1
+  CHECK_FALSE(h.is_done(-2.0, 4));  // -2/3 = -0.67 > -1
+}
+
+TEST_CASE("length penalty 0 ranks by raw sum, 2 favours long hypotheses", "[generate][beam]") {
+  BeamHypotheses raw(1, 0.0, DecodeSettings::EarlyStopping::True, 20);
+  raw.add({0, {1}, {}, {}}, -2.0, 1);
+  raw.add({0, {1, 2, 3, 4}, {}, {}}, -3.0, 4);
+  CHECK(raw.best().tokens.size() == 1);
+  BeamHypotheses longer(1, 2.0, DecodeSettings::EarlyStopping::True, 20);
+  longer.add({0, {1}, {}, {}}, -2.0, 1);          // -2
+  longer.add({0, {1, 2, 3, 4}, {}, {}}, -3.0, 4);  // -3/16
+  CHECK(longer.best().tokens.size() == 4);
+  CHECK(longer.is_done(-100.0, 5));  // early_stopping=true: done as soon as num_beams are kept
+}
+
+TEST_CASE("greedy picks the processed argmax and reports raw log-probs", "[generate]") {
+  ScriptedModel m(4);
+  m.fallback = {0.0f, 0.0f, 0.0f, 0.0f};
+  m.table[{}] = {0.0f, 0.0f, 2.0f, 1.0f};
+  m.table[{2}] = {0.0f, 0.0f, 3.0f, 2.9f};
+  m.table[{2, 3}] = {5.0f, 0.0f, 0.0f, 0.0f};
+  auto s = settings(1, 10);
+  s.repetition_penalty = 2.0f;  // 3.0 for token 2 (already generated) becomes 1.5 < 2.9
+  DecodeResult r = decode(m, s, true);
+  REQUIRE(r.tokens == std::vector<std::int64_t>{2, 3, 0});
+  const double lse0 = std::log(std::exp(0.0) * 2 + std::exp(2.0) + std::exp(1.0));
+  CHECK(r.logprobs[0] == Approx(2.0 - lse0).epsilon(1e-6));
+  const double lse1 = std::log(2 + std::exp(3.0) + std::exp(2.9));
+  CHECK(r.logprobs[1] == Approx(2.9 - lse1).epsilon(1e-6));  // raw logits, not the penalised ones
+  CHECK(r.sequence_score == Approx(r.logprobs[0] + r.logprobs[1] + r.logprobs[2]).epsilon(1e-6));
+  REQUIRE(r.attention.size() == 3);
+  CHECK(r.attention[1] == 12.0f);  // the step that produced token 3 saw history {2}
+}
+
+TEST_CASE("greedy stops at max_length counting the start token", "[generate]") {
+  ScriptedModel m(3);
+  m.fallback = {0.0f, 0.0f, 1.0f};  // never eos
+  DecodeResult r = decode(m, settings(1, 5), false);
+  CHECK(r.tokens.size() == 4);
+}
+
+TEST_CASE("beam search follows the better continuation that greedy misses", "[generate][beam]") {
+  // Greedy takes 2 (p=0.5) then a flat distribution; beam finds 3 (p=0.4) then a sure eos.
+  ScriptedModel m(5);
+  m.fallback = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  m.table[{}] = {-20.0f, -20.0f, std::log(0.5f), std::log(0.4f), std::log(0.1f)};
+  m.table[{2}] = {std::log(0.25f), -20.0f, std::log(0.25f), std::log(0.25f), std::log(0.25f)};
+  m.table[{3}] = {std::log(0.97f), -20.0f, std::log(0.01f), std::log(0.01f), std::log(0.01f)};
+  auto s = settings(2, 6);
+  s.length_penalty = 0.0;
+  s.early_stopping = DecodeSettings::EarlyStopping::True;
+  DecodeResult beam = decode(m, s, true);
+  REQUIRE(beam.tokens == std::vector<std::int64_t>{3, 0});
+  CHECK(beam.sequence_score == Approx(std::log(0.4) + std::log(0.97)).epsilon(1e-4));
+  REQUIRE(beam.logprobs.size() == 2);
+  CHECK(beam.logprobs[0] == Approx(std::log(0.4)).epsilon(1e-4));
+  // Attention of the returned beam: step 2 saw history {3}, tracked through reordering.
+  REQUIRE(beam.attention.size() == 2);
+  CHECK(beam.attention[0] == 0.0f);
+  CHECK(beam.attention[1] == 13.0f);
+  ScriptedModel g = m;
+  DecodeResult greedy = decode(g, settings(1, 6), false);
+  CHECK(greedy.tokens.front() == 2);
+}
+
+TEST_CASE("an eos ranked below num_beams does not finish a hypothesis", "[generate][beam]") {
+  ScriptedModel m(4);
+  // Step 1: tokens 2 and 3 beat eos, eos is third (rank 2 >= num_beams 2): not a hypothesis.
+  m.fallback = {-30.0f, -30.0f, -30.0f, -30.0f};
+  m.table[{}] = {std::log(0.2f), -30.0f, std::log(0.45f), std::log(0.35f)};
+  m.table[{2}] = {0.0f, -30.0f, -30.0f, -30.0f};
+  m.table[{3}] = {0.0f, -30.0f, -30.0f, -30.0f};
+  auto s = settings(2, 4);
+  s.length_penalty = 1.0;
+  DecodeResult r = decode(m, s, false);
+  REQUIRE(r.tokens.size() == 2);
+  CHECK(r.tokens[0] == 2);
+  CHECK(r.tokens[1] == 0);
+  // score = (log .45 + 0) / 2 generated tokens
+  CHECK(r.sequence_score == Approx(std::log(0.45) / 2.0).epsilon(1e-4));
+}
+
+TEST_CASE("beam search at max length returns running beams without eos", "[generate][beam]") {
+  ScriptedModel m(4);
+  m.fallback = {-50.0f, -50.0f, 0.0f, -1.0f};
+  auto s = settings(2, 4);
+  DecodeResult r = decode(m, s, false);
+  CHECK(r.tokens.size() == 3);
+  CHECK(std::find(r.tokens.begin(), r.tokens.end(), 0) == r.tokens.end());
+}
+
+TEST_CASE("settings follow HF length rules", "[generate][settings]") {
+  GenerationConfig g;
+  g.decoder_start_token_id = 5;
+  g.eos_token_id = {7};
+  GenerationOptions o;
+  CHECK(resolve_settings(g, o).max_length == 21);  // untouched 20 -> 20 new tokens
+  g.max_length = 16;
+  CHECK(resolve_settings(g, o).max_length == 16);  // an explicit 16 counts the start token
+  o.max_new_tokens = 4;
+  CHECK(resolve_settings(g, o).max_length == 5);
+  o = {};
+  o.max_length = 9;
+  CHECK(resolve_settings(g, o).max_length == 9);
+  g.max_new_tokens = 3;  // max_new_tokens wins wherever it comes from
+  CHECK(resolve_settings(g, o).max_length == 4);
+  g.min_length = 4;
+  CHECK(resolve_settings(g, {}).min_length == 4);
+  GenerationOptions mn;
+  mn.min_new_tokens = 2;
+  CHECK(resolve_settings(g, mn).min_length == 3);
+  GenerationOptions bad;
+  bad.early_stopping = "sometimes";
+  CHECK_THROWS_WITH(resolve_settings(g, bad), Catch::Contains("early_stopping"));
+  g.decoder_start_token_id.reset();
+  CHECK_THROWS_WITH(resolve_settings(g, {}), Catch::Contains("decoder_start_token_id"));
+}
