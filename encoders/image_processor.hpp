@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <vector>
 
+#include <xcaption/image.hpp>
+
 #include "src/io/model_config.hpp"
 
 namespace cv {
@@ -15,11 +17,7 @@ class Mat;
 
 namespace xcaption {
 
-/// An 8-bit RGB image, channels interleaved, rows top to bottom, no padding.
-struct RgbImage {
-  int width = 0, height = 0;
-  std::vector<std::uint8_t> data;  // (height, width, 3)
-};
+// RgbImage and load_image are public: include/xcaption/image.hpp.
 
 /// Pillow's resampling filter ids (PIL.Image.Resampling), as used by `resample` in
 /// preprocessor_config.json.
