@@ -64,8 +64,20 @@ struct GenerationConfig {
   std::optional<std::int64_t> bos_token_id;
   std::vector<std::int64_t> eos_token_id;  // empty = none
   std::optional<std::int64_t> pad_token_id;
-  std::optional<std::int64_t> decoder_start_token_id;
-  bool max_length_set = false;  // true when a file set max_length explicitly
+  std::optional<std::int64_t> decoder_start_token_id;  // unset: generate() falls back to bos
+  // True when the files set max_length to something other than GenerationConfig's default 20.
+  // This is HF's own test (`_prepare_generated_length` compares the value with 20), so an explicit
+  // "max_length": 20 — which every config.json written by transformers 4.x carries in its decoder
+  // sub-config — still means "untouched": 20 new tokens.
+  bool max_length_set = false;
+  // Sampling parameters (used only when do_sample).
+  double temperature = 1.0;
+  std::int64_t top_k = 50;
+  double top_p = 1.0;
+  // Settings that change greedy/beam output but that xcaption does not implement, found with a
+  // non-default value, as "key=value (file)", e.g. "forced_eos_token_id=50256 (config.json)".
+  // The caller decides whether to refuse or warn.
+  std::vector<std::string> unsupported;
 };
 
 /// ref: transformers ViTImageProcessor (slow, PIL path).
@@ -92,12 +104,24 @@ struct ModelConfig {
   GenerationConfig generation;  // merged: generation_config.json, else config.json keys, else defaults
   PreprocessorConfig preprocessor;
   bool has_generation_config_file = false;
+  bool has_preprocessor_config_file = false;
+  // Derived: VisionEncoderDecoderModel adds the Linear `enc_to_dec_proj` (encoder hidden size ->
+  // decoder n_embd) when the two sizes differ and decoder.cross_attention_hidden_size is null.
+  bool enc_to_dec_proj = false;
 };
 
 /// Reads config.json, generation_config.json (optional) and preprocessor_config.json (optional:
 /// defaults sized to the encoder's image_size when absent) from `dir`.
-/// Throws FormatError (missing/malformed file, wrong JSON type for a key, naming file and key) or
-/// InputError (unsupported model_type, activation or option value).
+/// Generation settings follow transformers: generation_config.json alone when present (absent keys
+/// take GenerationConfig defaults); otherwise GenerationConfig.from_model_config(config.json): the
+/// top-level value when set and not equal to the default, else the decoder sub-config's value
+/// (GPT2Config's own defaults included: bos = eos = 50256), else the default.
+/// Accepted preprocessors: image_processor_type ViTImageProcessor / ViTImageProcessorFast (read
+/// with the slow path's semantics) or feature_extractor_type ViTFeatureExtractor, or no type.
+/// Throws FormatError (missing/malformed file, wrong JSON type for a key, naming file and key),
+/// InputError (unsupported model_type, activation, processor or option value) or ShapeError
+/// (inconsistent sizes: n_embd % n_head, hidden_size % num_attention_heads,
+/// image_size % patch_size, a resize target different from image_size, non-positive sizes).
 ModelConfig load_model_config(const std::filesystem::path& dir);
 
 }  // namespace xcaption

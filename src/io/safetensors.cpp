@@ -1,0 +1,524 @@
+#include "src/io/safetensors.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <utility>
+#include <xcaption/errors.hpp>
+
+namespace xcaption {
+
+namespace {
+
+using json = nlohmann::json;
+
+// ref: safetensors MAX_HEADER_SIZE.
+constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
+
+struct DTypeSpec {
+  const char* name;
+  unsigned bits;  // element size in bits (sub-byte float formats exist)
+  bool supported;
+  DType dtype;
+};
+
+// Every dtype name the safetensors format defines. Only the three float formats the engine
+// converts are `supported`; the others are recorded so that the data region can still be
+// validated, and refused only when a model asks for such a tensor.
+constexpr DTypeSpec kDTypes[] = {
+    {"F32", 32, true, DType::F32},     {"F16", 16, true, DType::F16},
+    {"BF16", 16, true, DType::BF16},   {"F64", 64, false, DType::F32},
+    {"I64", 64, false, DType::F32},    {"U64", 64, false, DType::F32},
+    {"I32", 32, false, DType::F32},    {"U32", 32, false, DType::F32},
+    {"I16", 16, false, DType::F32},    {"U16", 16, false, DType::F32},
+    {"I8", 8, false, DType::F32},      {"U8", 8, false, DType::F32},
+    {"BOOL", 8, false, DType::F32},    {"F8_E5M2", 8, false, DType::F32},
+    {"F8_E4M3", 8, false, DType::F32}, {"F8_E8M0", 8, false, DType::F32},
+    {"F6_E2M3", 6, false, DType::F32}, {"F6_E3M2", 6, false, DType::F32},
+    {"F4", 4, false, DType::F32},      {"C64", 64, false, DType::F32},
+};
+
+const DTypeSpec* find_dtype(std::string_view name) {
+  for (const auto& spec : kDTypes)
+    if (name == spec.name) return &spec;
+  return nullptr;
+}
+
+std::string json_type(const json& v) {
+  if (v.is_number_float()) return fmt::format("number {}", v.dump());
+  if (v.is_number()) return fmt::format("integer {}", v.dump());
+  if (v.is_string()) return fmt::format("string {}", v.dump());
+  if (v.is_boolean()) return fmt::format("boolean {}", v.dump());
+  return v.type_name();  // null, array, object
+}
+
+// Strict UTF-8 check (no overlong forms, no surrogates, nothing above U+10FFFF).
+bool is_valid_utf8(const unsigned char* s, std::size_t n, std::size_t* bad_at) {
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned char c = s[i];
+    std::size_t len;
+    std::uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      *bad_at = i;
+      return false;
+    }
+    if (i + len > n) {
+      *bad_at = i;
+      return false;
+    }
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((s[i + k] & 0xc0) != 0x80) {
+        *bad_at = i;
+        return false;
+      }
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    const bool overlong =
+        (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+    if (overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+      *bad_at = i;
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+// A JSON integer that is >= 0, as uint64 (nullopt for floats, negatives and other types).
+std::optional<std::uint64_t> as_unsigned(const json& v) {
+  if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+  if (v.is_number_integer()) {
+    const auto s = v.get<std::int64_t>();
+    if (s >= 0) return static_cast<std::uint64_t>(s);
+  }
+  return std::nullopt;
+}
+
+struct Mapping {
+  void* addr = nullptr;
+  std::size_t size = 0;
+  ~Mapping() {
+    if (addr) ::munmap(addr, size);
+  }
+};
+
+}  // namespace
+
+std::int64_t TensorInfo::numel() const {
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+SafeTensorsFile::SafeTensorsFile(SafeTensorsFile&& other) noexcept
+    : path_(std::move(other.path_)),
+      map_(std::exchange(other.map_, nullptr)),
+      file_size_(std::exchange(other.file_size_, 0)),
+      tensors_(std::move(other.tensors_)),
+      index_(std::move(other.index_)),
+      metadata_(std::move(other.metadata_)) {}
+
+SafeTensorsFile& SafeTensorsFile::operator=(SafeTensorsFile&& other) noexcept {
+  if (this != &other) {
+    release();
+    path_ = std::move(other.path_);
+    map_ = std::exchange(other.map_, nullptr);
+    file_size_ = std::exchange(other.file_size_, 0);
+    tensors_ = std::move(other.tensors_);
+    index_ = std::move(other.index_);
+    metadata_ = std::move(other.metadata_);
+  }
+  return *this;
+}
+
+SafeTensorsFile::~SafeTensorsFile() { release(); }
+
+void SafeTensorsFile::release() {
+  if (map_) {
+    ::munmap(map_, file_size_);
+    map_ = nullptr;
+  }
+  for (auto& t : tensors_) t.data = nullptr;
+}
+
+const TensorInfo* SafeTensorsFile::find(std::string_view name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &tensors_[it->second];
+}
+
+const TensorInfo& SafeTensorsFile::get(std::string_view name) const {
+  const TensorInfo* t = find(name);
+  if (!t) throw FormatError(fmt::format("{}: tensor '{}' is missing", path_.string(), name));
+  if (!t->supported)
+    throw FormatError(fmt::format(
+        "{}: tensor '{}' has dtype {}, which xcaption cannot compute with (supported: F32, F16, "
+        "BF16)",
+        path_.string(), name, t->dtype_name));
+  return *t;
+}
+
+SafeTensorsFile SafeTensorsFile::open(const std::filesystem::path& path) {
+  const std::string file = path.string();
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw FormatError(fmt::format("{}: cannot open: {}", file, std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw FormatError(fmt::format("{}: cannot stat: {}", file, std::strerror(err)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw FormatError(fmt::format("{}: not a regular file", file));
+  }
+  const auto size = static_cast<std::size_t>(st.st_size);
+  if (size < 8) {
+    ::close(fd);
+    throw FormatError(fmt::format(
+        "{}: file is {} bytes, shorter than the 8-byte header length of a safetensors file", file,
+        size));
+  }
+  Mapping mapping;
+  mapping.addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int map_err = errno;
+  ::close(fd);  // the mapping keeps the file alive
+  if (mapping.addr == MAP_FAILED) {
+    mapping.addr = nullptr;
+    throw FormatError(
+        fmt::format("{}: cannot map {} bytes: {}", file, size, std::strerror(map_err)));
+  }
+  mapping.size = size;
+
+  SafeTensorsFile result;
+  result.path_ = path;
+  result.file_size_ = size;
+  result.parse_header(static_cast<const unsigned char*>(mapping.addr));
+  result.map_ = std::exchange(mapping.addr, nullptr);  // the tensors point into it
+  return result;
+}
+
+// Validates the header of the mapped file `bytes` (file_size_ bytes) and fills tensors_, index_
+// and metadata_.
+void SafeTensorsFile::parse_header(const unsigned char* bytes) {
+  const std::string file = path_.string();
+  std::uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
+  if (header_len > kMaxHeaderBytes)
+    throw FormatError(fmt::format(
+        "{}: header length {} exceeds the 100000000-byte limit (corrupt file or not safetensors)",
+        file, header_len));
+  if (header_len > file_size_ - 8)
+    throw FormatError(fmt::format(
+        "{}: header length {} runs past the end of the file ({} bytes after the length field)",
+        file, header_len, file_size_ - 8));
+  const unsigned char* header = bytes + 8;
+  const std::size_t data_size = file_size_ - 8 - header_len;
+
+  std::size_t bad_at = 0;
+  if (!is_valid_utf8(header, header_len, &bad_at))
+    throw FormatError(
+        fmt::format("{}: header is not valid UTF-8 (byte {} of the header)", file, bad_at));
+
+  json root;
+  try {
+    root = json::parse(header, header + header_len);
+  } catch (const json::parse_error& e) {
+    throw FormatError(fmt::format("{}: header is not valid JSON: {}", file, e.what()));
+  }
+  if (!root.is_object())
+    throw FormatError(
+        fmt::format("{}: header is a JSON {}, expected an object", file, root.type_name()));
+  if (header_len == 0 || header[0] != '{')
+    throw FormatError(
+        fmt::format("{}: header must begin with '{{' (found leading whitespace)", file));
+
+  struct Span {
+    std::uint64_t begin, end;
+    std::size_t index;
+  };
+  std::vector<Span> spans;
+  tensors_.reserve(root.size());
+  for (const auto& [name, entry] : root.items()) {
+    if (name == "__metadata__") {
+      if (!entry.is_object())
+        throw FormatError(fmt::format("{}: \"__metadata__\" must be an object of strings, got {}",
+                                      file, json_type(entry)));
+      for (const auto& [key, value] : entry.items()) {
+        if (!value.is_string())
+          throw FormatError(fmt::format("{}: \"__metadata__\" key '{}' must be a string, got {}",
+                                        file, key, json_type(value)));
+        metadata_[key] = value.get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = fmt::format("{}: tensor '{}'", file, name);
+    if (!entry.is_object())
+      throw FormatError(
+          fmt::format("{}: entry must be an object, got {}", where, json_type(entry)));
+
+    TensorInfo t;
+    t.name = name;
+
+    auto dt = entry.find("dtype");
+    if (dt == entry.end()) throw FormatError(where + ": missing \"dtype\"");
+    if (!dt->is_string())
+      throw FormatError(
+          fmt::format("{}: \"dtype\" must be a string, got {}", where, json_type(*dt)));
+    t.dtype_name = dt->get<std::string>();
+    const DTypeSpec* spec = find_dtype(t.dtype_name);
+    if (!spec)
+      throw FormatError(
+          fmt::format("{}: unknown dtype '{}' (not a safetensors dtype)", where, t.dtype_name));
+    t.supported = spec->supported;
+    t.dtype = spec->dtype;
+
+    auto sh = entry.find("shape");
+    if (sh == entry.end()) throw FormatError(where + ": missing \"shape\"");
+    if (!sh->is_array())
+      throw FormatError(
+          fmt::format("{}: \"shape\" must be an array of integers, got {}", where, json_type(*sh)));
+    std::uint64_t numel = 1;
+    bool overflow = false;
+    for (const auto& d : *sh) {
+      const auto dim = as_unsigned(d);
+      if (!dim)
+        throw FormatError(
+            fmt::format("{}: shape {} has an invalid dimension {} (expected an integer >= 0)",
+                        where, sh->dump(), d.dump()));
+      if (*dim > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        overflow = true;
+      if (__builtin_mul_overflow(numel, *dim, &numel)) overflow = true;
+      t.shape.push_back(static_cast<std::int64_t>(*dim));
+    }
+    std::uint64_t bits = 0;
+    if (overflow || __builtin_mul_overflow(numel, std::uint64_t{spec->bits}, &bits) ||
+        numel > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      throw FormatError(
+          fmt::format("{}: shape {} overflows (element count or byte size does not fit "
+                      "in 64 bits)",
+                      where, sh->dump()));
+    if (bits % 8 != 0)
+      throw FormatError(
+          fmt::format("{}: {} elements of {} do not fill whole bytes", where, numel, t.dtype_name));
+    const std::uint64_t need = bits / 8;
+
+    auto off = entry.find("data_offsets");
+    if (off == entry.end()) throw FormatError(where + ": missing \"data_offsets\"");
+    if (!off->is_array() || off->size() != 2 || !as_unsigned((*off)[0]) || !as_unsigned((*off)[1]))
+      throw FormatError(fmt::format(
+          "{}: \"data_offsets\" must be an array of two integers >= 0 [begin, end], got {}", where,
+          off->is_array() ? off->dump() : json_type(*off)));
+    const std::uint64_t begin = *as_unsigned((*off)[0]);
+    const std::uint64_t end = *as_unsigned((*off)[1]);
+    if (end < begin)
+      throw FormatError(
+          fmt::format("{}: data_offsets [{}, {}] end before they begin", where, begin, end));
+    if (end > data_size)
+      throw FormatError(
+          fmt::format("{}: data_offsets [{}, {}] reach past the end of the data region ({} bytes)",
+                      where, begin, end, data_size));
+    if (end - begin != need)
+      throw FormatError(
+          fmt::format("{}: data_offsets [{}, {}] give {} bytes, but dtype {} and shape {} need {}",
+                      where, begin, end, end - begin, t.dtype_name, shape_string(t.shape), need));
+    t.nbytes = static_cast<std::size_t>(need);
+    t.data = header + header_len + begin;
+    spans.push_back({begin, end, tensors_.size()});
+    tensors_.push_back(std::move(t));
+  }
+
+  // The tensors must tile [0, data_size) exactly (ref: safetensors Metadata::validate and the
+  // MetadataIncompleteBuffer check).
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  std::uint64_t cursor = 0;
+  const Span* prev = nullptr;
+  for (const auto& s : spans) {
+    if (s.begin < cursor)
+      throw FormatError(
+          fmt::format("{}: tensor '{}': data_offsets [{}, {}] overlap tensor '{}' [{}, {}]", file,
+                      tensors_[s.index].name, s.begin, s.end, tensors_[prev->index].name,
+                      prev->begin, prev->end));
+    if (s.begin > cursor)
+      throw FormatError(fmt::format(
+          "{}: bytes [{}, {}) of the data region belong to no tensor (before tensor '{}'); the "
+          "safetensors format forbids holes",
+          file, cursor, s.begin, tensors_[s.index].name));
+    cursor = s.end;
+    prev = &s;
+  }
+  if (cursor != data_size)
+    throw FormatError(fmt::format(
+        "{}: the tensors cover {} bytes of the data region, but the file holds {} (trailing bytes "
+        "after the last tensor)",
+        file, cursor, data_size));
+
+  // Keep tensors in data order.
+  std::vector<TensorInfo> ordered;
+  ordered.reserve(tensors_.size());
+  for (const auto& s : spans) ordered.push_back(std::move(tensors_[s.index]));
+  tensors_ = std::move(ordered);
+  for (std::size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model folders
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ShardIndex {
+  fs::path index_path;
+  std::vector<std::string> shard_names;                  // distinct, first-appearance order
+  std::vector<std::pair<std::string, std::string>> map;  // tensor -> shard file name
+};
+
+ShardIndex read_shard_index(const fs::path& index_path) {
+  const std::string file = index_path.string();
+  std::string text;
+  {
+    std::FILE* f = std::fopen(file.c_str(), "rb");
+    if (!f) throw FormatError(fmt::format("{}: cannot open: {}", file, std::strerror(errno)));
+    char buf[65536];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    std::fclose(f);
+  }
+  nlohmann::ordered_json root;
+  try {
+    root = nlohmann::ordered_json::parse(text);
+  } catch (const nlohmann::ordered_json::parse_error& e) {
+    throw FormatError(fmt::format("{}: invalid JSON: {}", file, e.what()));
+  }
+  if (!root.is_object())
+    throw FormatError(fmt::format("{}: expected a JSON object, got {}", file, root.type_name()));
+  auto wm = root.find("weight_map");
+  if (wm == root.end()) throw FormatError(fmt::format("{}: missing key 'weight_map'", file));
+  if (!wm->is_object())
+    throw FormatError(
+        fmt::format("{}: key 'weight_map': expected an object, got {}", file, wm->type_name()));
+  if (wm->empty()) throw FormatError(fmt::format("{}: key 'weight_map' is empty", file));
+  ShardIndex index;
+  index.index_path = index_path;
+  std::set<std::string> seen;
+  for (const auto& [tensor, shard] : wm->items()) {
+    if (!shard.is_string())
+      throw FormatError(fmt::format("{}: weight_map['{}']: expected a file name string, got {}",
+                                    file, tensor, shard.type_name()));
+    const std::string name = shard.get<std::string>();
+    const fs::path rel(name);
+    bool escapes = name.empty() || rel.is_absolute();
+    for (const auto& part : rel)
+      if (part == "..") escapes = true;
+    if (escapes)
+      throw FormatError(fmt::format(
+          "{}: weight_map['{}'] names '{}', which is not a file inside the model folder", file,
+          tensor, name));
+    if (seen.insert(name).second) index.shard_names.push_back(name);
+    index.map.emplace_back(tensor, name);
+  }
+  return index;
+}
+
+}  // namespace
+
+std::vector<fs::path> checkpoint_files(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw FormatError(fmt::format("{}: not a model folder (no such directory)", dir.string()));
+
+  const fs::path single = dir / "model.safetensors";
+  if (fs::is_regular_file(single, ec)) return {single};
+
+  const fs::path index_path = dir / "model.safetensors.index.json";
+  if (fs::is_regular_file(index_path, ec)) {
+    const ShardIndex index = read_shard_index(index_path);
+    std::vector<fs::path> files;
+    for (const auto& name : index.shard_names) {
+      const fs::path shard = dir / name;
+      if (!fs::is_regular_file(shard, ec))
+        throw FormatError(fmt::format("{}: shard '{}' named in weight_map does not exist ({})",
+                                      index_path.string(), name, shard.string()));
+      files.push_back(shard);
+    }
+    return files;
+  }
+
+  // Name the weights that are there, so the message says what to do about them.
+  static const char* const kOtherFormats[] = {"pytorch_model.bin", "pytorch_model.bin.index.json",
+                                              "tf_model.h5", "flax_model.msgpack",
+                                              "model.ckpt.index"};
+  for (const char* other : kOtherFormats) {
+    if (fs::exists(dir / other, ec))
+      throw FormatError(fmt::format(
+          "{}: found {} but no model.safetensors; xcaption reads only safetensors (it does not "
+          "unpickle PyTorch files). Convert the folder once, e.g. with transformers: "
+          "VisionEncoderDecoderModel.from_pretrained(dir).save_pretrained(dir, "
+          "safe_serialization=True)",
+          dir.string(), other));
+  }
+  throw FormatError(
+      fmt::format("{}: no model.safetensors or model.safetensors.index.json in the model folder",
+                  dir.string()));
+}
+
+std::vector<SafeTensorsFile> open_checkpoint(const fs::path& dir) {
+  const std::vector<fs::path> paths = checkpoint_files(dir);
+  std::vector<SafeTensorsFile> files;
+  files.reserve(paths.size());
+  for (const auto& p : paths) files.push_back(SafeTensorsFile::open(p));
+  if (files.size() == 1 && paths[0].filename() == "model.safetensors") return files;
+
+  // Sharded: cross-check the index against what the shards hold. checkpoint_files() returned the
+  // shards in the order of index.shard_names.
+  const fs::path index_path = dir / "model.safetensors.index.json";
+  const ShardIndex index = read_shard_index(index_path);
+  std::map<std::string, const SafeTensorsFile*> by_name;
+  for (std::size_t i = 0; i < files.size(); ++i) by_name[index.shard_names[i]] = &files[i];
+  for (const auto& [tensor, shard] : index.map) {
+    const SafeTensorsFile* f = by_name.at(shard);
+    if (!f->find(tensor))
+      throw FormatError(
+          fmt::format("{}: weight_map puts tensor '{}' in '{}', but that shard does "
+                      "not contain it",
+                      index_path.string(), tensor, shard));
+  }
+  std::map<std::string_view, const SafeTensorsFile*> owner;
+  for (const auto& f : files) {
+    for (const auto& t : f.tensors()) {
+      auto [it, inserted] = owner.emplace(t.name, &f);
+      if (!inserted)
+        throw FormatError(fmt::format("{}: tensor '{}' appears in two shards: {} and {}",
+                                      index_path.string(), t.name, it->second->path().string(),
+                                      f.path().string()));
+    }
+  }
+  return files;
+}
+
+}  // namespace xcaption
