@@ -128,6 +128,7 @@ Captioner Captioner::load(const std::filesystem::path& dir, const LoadOptions& o
   i.decoder_start_token_id = s.decoder_start_token_id;
   i.eos_token_ids = s.eos_token_ids;
   i.backend = m.backend->name();
+  for (const auto& u : g.unsupported) i.warnings.push_back("not implemented, ignored: " + u);
   i.load_ms = ms_since(t0);
   return Captioner(std::move(impl));
 }

@@ -90,6 +90,8 @@ struct ModelInfo {
   std::vector<std::int64_t> eos_token_ids;
   std::string backend;
   double load_ms = 0;
+  /// Settings in the folder that xcaption does not implement (they are ignored), e.g. sampling.
+  std::vector<std::string> warnings;
 };
 
 struct LoadOptions {

@@ -43,7 +43,7 @@ int cmd_info(int argc, char** argv) {
                           {"repetition_penalty", i.repetition_penalty},
                           {"decoder_start_token_id", i.decoder_start_token_id},
                           {"eos_token_id", i.eos_token_ids}}},
-          {"backend", i.backend}, {"load_ms", i.load_ms}};
+          {"backend", i.backend}, {"load_ms", i.load_ms}, {"warnings", i.warnings}};
       std::cout << j.dump(2) << "\n";
       return kOk;
     }
@@ -66,6 +66,7 @@ int cmd_info(int argc, char** argv) {
         i.tokenizer_file, i.num_beams, i.max_length, i.max_length - 1, i.min_length, i.length_penalty,
         i.early_stopping, i.no_repeat_ngram_size, i.repetition_penalty, i.decoder_start_token_id, eos,
         i.backend, i.load_ms);
+    for (const auto& w : i.warnings) std::cout << "warning      " << w << "\n";
     return kOk;
   } catch (const std::exception& e) {
     return report_error(e);

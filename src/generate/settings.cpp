@@ -37,9 +37,12 @@ DecodeSettings resolve_settings(const GenerationConfig& g, const GenerationOptio
     else throw InputError(fmt::format("early_stopping must be true, false or never, got '{}'", *o.early_stopping));
   }
   s.eos_token_ids = g.eos_token_id;
-  if (!g.decoder_start_token_id)
-    throw InputError("the model folder sets no decoder_start_token_id (config.json or generation_config.json)");
-  s.decoder_start_token_id = *g.decoder_start_token_id;
+  // ref: GenerationMixin._get_decoder_start_token_id: falls back to bos_token_id.
+  const auto start = g.decoder_start_token_id ? g.decoder_start_token_id : g.bos_token_id;
+  if (!start)
+    throw InputError("the model folder sets neither decoder_start_token_id nor bos_token_id "
+                     "(config.json or generation_config.json)");
+  s.decoder_start_token_id = *start;
   if (s.num_beams < 1) throw InputError(fmt::format("num_beams must be at least 1, got {}", s.num_beams));
   if (s.repetition_penalty <= 0)
     throw InputError(fmt::format("repetition_penalty must be positive, got {}", s.repetition_penalty));

@@ -230,5 +230,8 @@ TEST_CASE("settings follow HF length rules", "[generate][settings]") {
   bad.early_stopping = "sometimes";
   CHECK_THROWS_WITH(resolve_settings(g, bad), Catch::Contains("early_stopping"));
   g.decoder_start_token_id.reset();
+  g.bos_token_id = 9;
+  CHECK(resolve_settings(g, {}).decoder_start_token_id == 9);  // falls back to bos
+  g.bos_token_id.reset();
   CHECK_THROWS_WITH(resolve_settings(g, {}), Catch::Contains("decoder_start_token_id"));
 }
