@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# README Quick start, command 2: install what the tests need (the Python stack too: the training
+# smoke test runs the real training script), build, and run the whole test suite with CTest.
+# Usage: tools/test.sh [--quick]   (--quick skips the tests labelled "slow")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/install-deps.sh --with-python
+bash tools/build.sh
+cd build
+if [[ "${1:-}" == "--quick" ]]; then
+  ctest --output-on-failure -j2 -LE slow
+else
+  ctest --output-on-failure -j2
+fi
