@@ -1,0 +1,515 @@
+// The production backend: every kernel is a oneDNN 2.6 primitive on the CPU engine.
+//
+// Primitives are created on first use for a given shape and configuration and kept in a hash map
+// together with the dnnl::memory objects they run on and a ready-made argument array. A call after
+// the first only swaps data pointers into those memory objects and executes through the C API,
+// which takes the argument array as is (the C++ execute() would build a std::vector and an
+// unordered_map per call). All primitives share one user-managed scratchpad.
+//
+// Not thread-safe: one backend instance serves one thread at a time.
+#include "src/backend/onednn/onednn_backend.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+#include <xcaption/errors.hpp>
+
+#include "src/backend/backend.hpp"
+
+namespace xcaption {
+namespace {
+
+using dnnl::memory;
+using Dims = memory::dims;
+using Tag = memory::format_tag;
+constexpr auto kF32 = memory::data_type::f32;
+
+const char* activation_name(Activation act) {
+  switch (act) {
+    case Activation::None: return "none";
+    case Activation::GeluErf: return "gelu_erf";
+    case Activation::GeluTanh: return "gelu_tanh";
+  }
+  return "?";
+}
+
+std::string describe_md(const memory::desc& md) {
+  const dnnl_memory_desc_t& d = md.data;
+  std::string s = "dims";
+  for (int i = 0; i < d.ndims; ++i) {
+    s += i ? 'x' : ' ';
+    s += std::to_string(d.dims[i]);
+  }
+  if (d.format_kind != dnnl_blocked) return s + " (non-blocked format)";
+  const auto& b = d.format_desc.blocking;
+  s += " strides";
+  for (int i = 0; i < d.ndims; ++i) {
+    s += i ? ',' : ' ';
+    s += std::to_string(b.strides[i]);
+  }
+  if (b.inner_nblks > 0) {
+    s += " blocks";
+    for (int i = 0; i < b.inner_nblks; ++i) {
+      s += i ? ',' : ' ';
+      s += static_cast<char>('a' + b.inner_idxs[i]);
+      s += std::to_string(b.inner_blks[i]);
+    }
+  }
+  s += " (";
+  s += std::to_string(md.get_size());
+  s += " bytes)";
+  return s;
+}
+
+// A linear layer whose weights live in the layout oneDNN chose for (m_hint, in) x (in, out).
+class OnednnLinear : public PreparedLinear {
+ public:
+  OnednnLinear(std::int64_t in, std::int64_t out) : PreparedLinear(in, out) {}
+  memory weights;            // (in, out) in the prepared layout
+  memory bias;               // (1, out), empty when the layer has none
+  int format_id = -1;        // index of the prepared layout in the backend's layout table
+  mutable memory plain_weights;  // (in, out) row-major, made on first need by a fallback primitive
+};
+
+enum class Op : std::int64_t { Linear = 1, BatchedMatmul, Softmax, LayerNorm };
+
+// Every parameter that changes the primitive, padded with zeros. The thread count is part of it:
+// oneDNN fixes the number of threads (and the scratchpad size) when the primitive is created.
+struct Key {
+  std::array<std::int64_t, 18> v{};
+  bool operator==(const Key&) const = default;
+};
+
+struct KeyHash {
+  std::size_t operator()(const Key& k) const noexcept {
+    std::uint64_t h = 0x9e3779b97f4a7c15ull;
+    for (std::int64_t x : k.v) {
+      h ^= static_cast<std::uint64_t>(x) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    }
+    return static_cast<std::size_t>(h);
+  }
+};
+
+std::int64_t float_bits(float f) { return std::bit_cast<std::uint32_t>(f); }
+
+// A cached primitive with the memory objects it executes on. args[] points at those objects (or, for
+// linear weights and bias, at the layer's own ones, patched per call).
+struct Entry {
+  dnnl::primitive primitive;
+  std::array<dnnl_exec_arg_t, 8> args{};
+  int nargs = 0;
+  memory src, weights, dst, scale, shift, scratchpad;
+  int weights_slot = -1, bias_slot = -1;
+  bool uses_plain_weights = false;
+
+  int bind(int arg, dnnl_memory_t mem) {
+    args[static_cast<std::size_t>(nargs)] = {arg, mem};
+    return nargs++;
+  }
+};
+
+struct AlignedFree {
+  void operator()(void* p) const { std::free(p); }
+};
+
+class OnednnBackend : public Backend {
+ public:
+  explicit OnednnBackend(onednn::BackendOptions options)
+      : options_(std::move(options)),
+        engine_(dnnl::engine::kind::cpu, 0),
+        stream_(engine_),
+        default_threads_(omp_get_max_threads()),
+        threads_(default_threads_) {}
+
+  std::string name() const override { return "onednn"; }
+
+  void set_threads(int threads) override {
+    threads_ = threads > 0 ? threads : default_threads_;
+    omp_set_num_threads(threads_);
+  }
+
+  std::unique_ptr<PreparedLinear> prepare_linear(const float* weight, WeightLayout layout,
+                                                 std::int64_t in, std::int64_t out,
+                                                 const float* bias, std::int64_t m_hint) override {
+    sync_threads();
+    const std::int64_t m = std::max<std::int64_t>(m_hint, 1);
+    auto layer = std::make_unique<OnednnLinear>(in, out);
+    try {
+      // Ask oneDNN which weight layout it wants for the usual row count, then pack once.
+      const memory::desc src_md({m, in}, kF32, Tag::ab);
+      const memory::desc dst_md({m, out}, kF32, Tag::ab);
+      const memory::desc any_md({in, out}, kF32, Tag::any);
+      const memory::desc bias_md({1, out}, kF32, Tag::ab);
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      const auto desc = bias ? dnnl::matmul::desc(src_md, any_md, bias_md, dst_md)
+                             : dnnl::matmul::desc(src_md, any_md, dst_md);
+      const dnnl::matmul::primitive_desc pd(desc, attr, engine_);
+      const memory::desc packed_md = pd.weights_desc();
+
+      // The checkpoint's (out, in) storage is the (in, out) matrix with swapped strides.
+      const memory::desc user_md({in, out}, kF32,
+                                 layout == WeightLayout::InOut ? Tag::ab : Tag::ba);
+      memory user(user_md, engine_, const_cast<float*>(weight));
+      layer->weights = memory(packed_md, engine_);
+      dnnl::reorder(user, layer->weights).execute(stream_, user, layer->weights);
+      stream_.wait();
+
+      if (bias) {
+        layer->bias = memory(bias_md, engine_);
+        std::memcpy(layer->bias.get_data_handle(), bias, static_cast<std::size_t>(out) * sizeof(float));
+      }
+      layer->format_id = layout_id(packed_md);
+    } catch (const dnnl::error& e) {
+      throw BackendError("oneDNN could not prepare linear weights (in " + std::to_string(in) +
+                         ", out " + std::to_string(out) + ", m_hint " + std::to_string(m_hint) +
+                         "): " + e.what());
+    }
+    return layer;
+  }
+
+  void linear(const PreparedLinear& prepared, const float* src, std::int64_t m, float* dst,
+              Activation act, bool accumulate) override {
+    const auto* layer = dynamic_cast<const OnednnLinear*>(&prepared);
+    if (!layer) throw BackendError("oneDNN linear: the layer was prepared by another backend");
+    if (m == 0) return;
+    sync_threads();
+    Entry& e = linear_entry(*layer, m, act, accumulate);
+    e.src.set_data_handle(const_cast<float*>(src));
+    e.dst.set_data_handle(dst);
+    e.args[static_cast<std::size_t>(e.weights_slot)].memory =
+        e.uses_plain_weights ? plain_weights(*layer).get() : layer->weights.get();
+    if (e.bias_slot >= 0) e.args[static_cast<std::size_t>(e.bias_slot)].memory = layer->bias.get();
+    execute(e, "linear");
+  }
+
+  void batched_matmul(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,
+                      const float* a, Strided3 a_strides, const float* b, Strided3 b_strides,
+                      float* c, Strided3 c_strides, float alpha) override {
+    if (batch == 0 || m == 0 || n == 0) return;
+    sync_threads();
+    const Strided3 as = normalize(batch, m, k, a_strides);
+    const Strided3 bs = normalize(batch, k, n, b_strides);
+    const Strided3 cs = normalize(batch, m, n, c_strides);
+    const Key key{{static_cast<std::int64_t>(Op::BatchedMatmul), batch, m, n, k, as.batch, as.row,
+                   as.col, bs.batch, bs.row, bs.col, cs.batch, cs.row, cs.col, float_bits(alpha),
+                   threads_}};
+    Entry* e = find(key);
+    if (!e) {
+      const std::string what = "batched_matmul (batch " + std::to_string(batch) + ", m " +
+                               std::to_string(m) + ", n " + std::to_string(n) + ", k " +
+                               std::to_string(k) + ")";
+      e = &create(key, what, [&](Entry& entry) {
+        // A batch stride of 0 broadcasts that operand: oneDNN expresses it as a batch dim of 1.
+        const memory::desc a_md = strided_md(batch, m, k, as);
+        const memory::desc b_md = strided_md(batch, k, n, bs);
+        const memory::desc c_md = strided_md(batch, m, n, cs);
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+        const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine_);
+        entry.primitive = dnnl::matmul(pd);
+        entry.src = memory(a_md, engine_, nullptr);
+        entry.weights = memory(b_md, engine_, nullptr);
+        entry.dst = memory(c_md, engine_, nullptr);
+        entry.bind(DNNL_ARG_SRC, entry.src.get());
+        entry.bind(DNNL_ARG_WEIGHTS, entry.weights.get());
+        entry.bind(DNNL_ARG_DST, entry.dst.get());
+        return dnnl::primitive_desc(pd);
+      });
+    }
+    e->src.set_data_handle(const_cast<float*>(a));
+    e->weights.set_data_handle(const_cast<float*>(b));
+    e->dst.set_data_handle(c);
+    execute(*e, "batched_matmul");
+  }
+
+  void softmax(float* data, std::int64_t rows, std::int64_t n, std::int64_t ld) override {
+    if (rows == 0 || n == 0) return;
+    sync_threads();
+    if (rows == 1) ld = n;
+    // oneDNN 2.6 runs softmax on rows with ld > n only in its reference kernel (about 50x slower
+    // than the jit one at 12x197x197), so such rows are packed into a dense workspace, normalised
+    // there and copied back; the padding between rows is never touched.
+    const bool pack = ld > n && !options_.softmax_on_strided_rows;
+    Entry& e = softmax_entry(rows, n, pack ? n : ld);
+    if (!pack) {
+      e.src.set_data_handle(data);
+      execute(e, "softmax");
+      return;
+    }
+    const std::size_t need = static_cast<std::size_t>(rows * n) * sizeof(float);
+    if (need > workspace_bytes_) grow(workspace_, workspace_bytes_, need, "softmax workspace");
+    auto* packed = static_cast<float*>(workspace_.get());
+    const std::size_t row_bytes = static_cast<std::size_t>(n) * sizeof(float);
+    for (std::int64_t r = 0; r < rows; ++r) std::memcpy(packed + r * n, data + r * ld, row_bytes);
+    e.src.set_data_handle(packed);
+    execute(e, "softmax");
+    for (std::int64_t r = 0; r < rows; ++r) std::memcpy(data + r * ld, packed + r * n, row_bytes);
+  }
+
+  void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t n,
+                  const float* gamma, const float* beta, float eps) override {
+    if (rows == 0 || n == 0) return;
+    sync_threads();
+    const Key key{{static_cast<std::int64_t>(Op::LayerNorm), rows, n, float_bits(eps), threads_}};
+    Entry* e = find(key);
+    if (!e) {
+      const std::string what = "layer_norm (rows " + std::to_string(rows) + ", n " +
+                               std::to_string(n) + ", eps " + std::to_string(eps) + ")";
+      e = &create(key, what, [&](Entry& entry) {
+        const memory::desc md({rows, n}, kF32, Tag::ab);
+        const memory::desc vec_md({n}, kF32, Tag::a);
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        const dnnl::layer_normalization_forward::primitive_desc pd(
+            dnnl::layer_normalization_forward::desc(
+                dnnl::prop_kind::forward_inference, md, eps,
+                dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift),
+            attr, engine_);
+        entry.primitive = dnnl::layer_normalization_forward(pd);
+        entry.src = memory(md, engine_, nullptr);
+        entry.dst = memory(md, engine_, nullptr);
+        entry.scale = memory(vec_md, engine_, nullptr);
+        entry.shift = memory(vec_md, engine_, nullptr);
+        entry.bind(DNNL_ARG_SRC, entry.src.get());
+        entry.bind(DNNL_ARG_DST, entry.dst.get());
+        entry.bind(DNNL_ARG_SCALE, entry.scale.get());
+        entry.bind(DNNL_ARG_SHIFT, entry.shift.get());
+        return dnnl::primitive_desc(pd);
+      });
+    }
+    e->src.set_data_handle(const_cast<float*>(src));
+    e->dst.set_data_handle(dst);
+    e->scale.set_data_handle(const_cast<float*>(gamma));
+    e->shift.set_data_handle(const_cast<float*>(beta));
+    execute(*e, "layer_norm");
+  }
+
+  onednn::BackendStats stats() const {
+    onednn::BackendStats s = stats_;
+    s.scratchpad_bytes = static_cast<std::int64_t>(scratchpad_bytes_);
+    return s;
+  }
+
+ private:
+  // omp_set_num_threads only sets the calling thread's value; re-apply it if the backend is used
+  // from another thread or someone else changed it.
+  void sync_threads() {
+    if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+  }
+
+  int layout_id(const memory::desc& md) {
+    for (std::size_t i = 0; i < layouts_.size(); ++i)
+      if (layouts_[i] == md) return static_cast<int>(i);
+    layouts_.push_back(md);
+    return static_cast<int>(layouts_.size() - 1);
+  }
+
+  Entry* find(const Key& key) {
+    auto it = cache_.find(key);
+    if (it == cache_.end()) return nullptr;
+    ++stats_.cache_hits;
+    return &it->second;
+  }
+
+  // Builds an entry with `build` (which returns the primitive descriptor it used), attaches the
+  // shared scratchpad and stores the entry under `key`. oneDNN errors become BackendError.
+  template <class Build>
+  Entry& create(const Key& key, const std::string& what, Build&& build) {
+    Entry entry;
+    try {
+      const dnnl::primitive_desc pd = build(entry);
+      const memory::desc scratch_md = pd.scratchpad_desc();
+      const std::size_t bytes = scratch_md.get_size();
+      if (bytes > 0) {
+        reserve_scratchpad(bytes);
+        entry.scratchpad = memory(scratch_md, engine_, nullptr);
+        entry.bind(DNNL_ARG_SCRATCHPAD, entry.scratchpad.get());
+      }
+      stats_.created.push_back(what + " -> " + pd.impl_info_str());
+    } catch (const dnnl::error& e) {
+      throw BackendError("oneDNN could not create the primitive for " + what + ": " + e.what());
+    }
+    ++stats_.primitives_created;
+    return cache_.emplace(key, std::move(entry)).first->second;
+  }
+
+  Entry& softmax_entry(std::int64_t rows, std::int64_t n, std::int64_t ld) {
+    const Key key{{static_cast<std::int64_t>(Op::Softmax), rows, n, ld, threads_}};
+    if (Entry* e = find(key)) return *e;
+    const std::string what = "softmax (rows " + std::to_string(rows) + ", n " + std::to_string(n) +
+                             ", ld " + std::to_string(ld) + ")";
+    return create(key, what, [&](Entry& entry) {
+      const memory::desc md({rows, n}, kF32, Dims{ld, 1});
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      const dnnl::softmax_forward::primitive_desc pd(
+          dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, md, 1), attr, engine_);
+      entry.primitive = dnnl::softmax_forward(pd);
+      // In place: the same memory object is both source and destination.
+      entry.src = memory(md, engine_, nullptr);
+      entry.bind(DNNL_ARG_SRC, entry.src.get());
+      entry.bind(DNNL_ARG_DST, entry.src.get());
+      return dnnl::primitive_desc(pd);
+    });
+  }
+
+  Entry& linear_entry(const OnednnLinear& layer, std::int64_t m, Activation act, bool accumulate) {
+    const std::int64_t in = layer.in_features(), out = layer.out_features();
+    const bool has_bias = static_cast<bool>(layer.bias);
+    const Key key{{static_cast<std::int64_t>(Op::Linear), m, in, out, layer.format_id, has_bias,
+                   static_cast<std::int64_t>(act), accumulate, threads_}};
+    if (Entry* e = find(key)) return *e;
+    const std::string what = "linear (m " + std::to_string(m) + ", in " + std::to_string(in) +
+                             ", out " + std::to_string(out) + ", bias " + (has_bias ? "yes" : "no") +
+                             ", " + activation_name(act) + (accumulate ? ", accumulate)" : ")");
+    return create(key, what, [&](Entry& entry) {
+      const memory::desc src_md({m, in}, kF32, Tag::ab);
+      const memory::desc dst_md({m, out}, kF32, Tag::ab);
+      const memory::desc bias_md({1, out}, kF32, Tag::ab);
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      dnnl::post_ops ops;
+      if (act == Activation::GeluErf) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0, 0);
+      if (act == Activation::GeluTanh) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_tanh, 0, 0);
+      // sum after the activation: dst = act(x·W + b) + dst.
+      if (accumulate) ops.append_sum(1.0f);
+      attr.set_post_ops(ops);
+      auto make_pd = [&](const memory::desc& w_md) {
+        const auto desc = has_bias ? dnnl::matmul::desc(src_md, w_md, bias_md, dst_md)
+                                   : dnnl::matmul::desc(src_md, w_md, dst_md);
+        return dnnl::matmul::primitive_desc(desc, attr, engine_, /*allow_empty=*/true);
+      };
+      const auto& refuse = options_.refuse_prepared_weights_at_m;
+      dnnl::matmul::primitive_desc pd;
+      if (std::find(refuse.begin(), refuse.end(), m) == refuse.end())
+        pd = make_pd(layer.weights.get_desc());
+      if (!pd) {
+        // oneDNN does not take the packed layout for this row count: run on plain weights, which
+        // each layer materialises once (see plain_weights()).
+        pd = make_pd(memory::desc({in, out}, kF32, Tag::ab));
+        if (!pd) throw dnnl::error(dnnl_unimplemented, "no matmul implementation for plain weights");
+        entry.uses_plain_weights = true;
+        ++stats_.plain_weight_primitives;
+      }
+      entry.primitive = dnnl::matmul(pd);
+      entry.src = memory(src_md, engine_, nullptr);
+      entry.dst = memory(dst_md, engine_, nullptr);
+      entry.bind(DNNL_ARG_SRC, entry.src.get());
+      entry.weights_slot = entry.bind(DNNL_ARG_WEIGHTS, nullptr);
+      if (has_bias) entry.bias_slot = entry.bind(DNNL_ARG_BIAS, nullptr);
+      entry.bind(DNNL_ARG_DST, entry.dst.get());
+      return dnnl::primitive_desc(pd);
+    });
+  }
+
+  const memory& plain_weights(const OnednnLinear& layer) {
+    if (!layer.plain_weights) {
+      try {
+        const memory::desc plain_md({layer.in_features(), layer.out_features()}, kF32, Tag::ab);
+        memory packed = layer.weights, plain(plain_md, engine_);
+        dnnl::reorder(packed, plain).execute(stream_, packed, plain);
+        layer.plain_weights = plain;
+        stream_.wait();
+      } catch (const dnnl::error& e) {
+        throw BackendError(std::string("oneDNN could not unpack linear weights: ") + e.what());
+      }
+      ++stats_.plain_weight_copies;
+    }
+    return layer.plain_weights;
+  }
+
+  // Replaces `buffer` by a 64-byte aligned one of at least `bytes` (contents are not kept).
+  static void grow(std::unique_ptr<void, AlignedFree>& buffer, std::size_t& capacity,
+                   std::size_t bytes, const char* what) {
+    const std::size_t rounded = (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded);
+    if (!p) throw BackendError(std::string("oneDNN backend: could not allocate ") +
+                               std::to_string(rounded) + " bytes for the " + what);
+    buffer.reset(p);
+    capacity = rounded;
+  }
+
+  void reserve_scratchpad(std::size_t bytes) {
+    if (bytes > scratchpad_bytes_) grow(scratchpad_, scratchpad_bytes_, bytes, "scratchpad");
+  }
+
+  void execute(Entry& e, const char* op) {
+    if (e.scratchpad) e.scratchpad.set_data_handle(scratchpad_.get());
+    dnnl_status_t status = dnnl_primitive_execute(e.primitive.get(), stream_.get(), e.nargs, e.args.data());
+    if (status == dnnl_success) status = dnnl_stream_wait(stream_.get());
+    if (status != dnnl_success)
+      throw BackendError(std::string("oneDNN ") + op + ": execution failed with status " +
+                         std::to_string(static_cast<int>(status)));
+  }
+
+  // Rewrites the strides of size-1 dims so that oneDNN's gemm-based matmul, which wants one of the
+  // two inner strides to be 1 and no zero strides, accepts every view the caller may pass.
+  static Strided3 normalize(std::int64_t batch, std::int64_t rows, std::int64_t cols, Strided3 s) {
+    if (rows == 1) s.row = s.col == 1 ? cols : 1;
+    if (cols == 1) s.col = s.row == 1 ? rows : 1;
+    if (batch == 1) s.batch = std::max<std::int64_t>({s.row * rows, s.col * cols, 1});
+    return s;
+  }
+
+  static memory::desc strided_md(std::int64_t batch, std::int64_t rows, std::int64_t cols, Strided3 s) {
+    const std::int64_t dim0 = (batch > 1 && s.batch == 0) ? 1 : batch;
+    const std::int64_t stride0 = dim0 == 1 ? std::max<std::int64_t>({s.row * rows, s.col * cols, 1}) : s.batch;
+    return memory::desc({dim0, rows, cols}, kF32, Dims{stride0, s.row, s.col});
+  }
+
+  onednn::BackendOptions options_;
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  int default_threads_;
+  int threads_;
+  std::unordered_map<Key, Entry, KeyHash> cache_;
+  std::vector<memory::desc> layouts_;  // distinct prepared weight layouts; index = format_id
+  std::unique_ptr<void, AlignedFree> scratchpad_;
+  std::size_t scratchpad_bytes_ = 0;
+  std::unique_ptr<void, AlignedFree> workspace_;  // packed softmax rows
+  std::size_t workspace_bytes_ = 0;
+  onednn::BackendStats stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_onednn_backend() {
+  return std::make_unique<OnednnBackend>(onednn::BackendOptions{});
+}
+
+namespace onednn {
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& options) {
+  return std::make_unique<OnednnBackend>(options);
+}
+
+BackendStats stats(const Backend& backend) {
+  const auto* b = dynamic_cast<const OnednnBackend*>(&backend);
+  if (!b) {
+    std::string msg = "onednn::stats: backend '";
+    msg += backend.name();
+    msg += "' is not the oneDNN backend";
+    throw BackendError(msg);
+  }
+  return b->stats();
+}
+
+std::string weight_layout(const PreparedLinear& layer) {
+  const auto* l = dynamic_cast<const OnednnLinear*>(&layer);
+  if (!l) throw BackendError("onednn::weight_layout: the layer was not prepared by the oneDNN backend");
+  return describe_md(l->weights.get_desc());
+}
+
+}  // namespace onednn
+}  // namespace xcaption
