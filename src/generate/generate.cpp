@@ -127,6 +127,8 @@ DecodeResult greedy(StepModel& model, const DecodeSettings& s, bool capture) {
   history.reserve(static_cast<std::size_t>(s.max_length));
   FloatBuffer logits(static_cast<std::size_t>(vocab)), processed(static_cast<std::size_t>(vocab));
   FloatBuffer attention(static_cast<std::size_t>(std::max<std::int64_t>(att, 1)));
+  out.tokens.reserve(static_cast<std::size_t>(s.max_length));
+  out.logprobs.reserve(static_cast<std::size_t>(s.max_length));
   if (capture) out.attention.reserve(static_cast<std::size_t>(att * s.max_length));
 
   model.begin(1);
