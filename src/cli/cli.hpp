@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,11 +45,22 @@ void add_model_options(po::options_description& options);
 std::filesystem::path model_dir(const po::variables_map& vm);
 Captioner load_captioner(const po::variables_map& vm);
 
+/// Generation flags shared by every command that captions (--beams, --max-new-tokens, ...), and
+/// the GenerationOptions they set.
+void add_generation_options(po::options_description& options);
+GenerationOptions generation_options(const po::variables_map& vm);
+
+/// --layer / --head values: "N" (0-based, < count), "mean" (unset) or "last" (count - 1).
+/// Throws UsageError for anything else.
+std::optional<int> parse_map_index(const po::variables_map& vm, const char* key, std::int64_t count);
+
 /// Maps an exception to its exit code and prints "xcaption: error: ..." to stderr.
 int report_error(const std::exception& e);
 
 int cmd_caption(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_attend(int argc, char** argv);
+int cmd_video(int argc, char** argv);
 
 }  // namespace xcaption::cli

@@ -17,6 +17,8 @@ struct Command {
 
 const Command kCommands[] = {
     {"caption", xcaption::cli::cmd_caption, "caption images (plain text or JSON lines)"},
+    {"attend", xcaption::cli::cmd_attend, "show where each word of the caption looked (PNG overlays, JSON maps)"},
+    {"video", xcaption::cli::cmd_video, "caption a video: subtitles (SRT, WebVTT), JSON lines, annotated copy"},
     {"info", xcaption::cli::cmd_info, "show what a model folder contains"},
     {"tokenize", xcaption::cli::cmd_tokenize, "text -> token ids, or ids -> text with --decode"},
 };

@@ -1,0 +1,207 @@
+// xcaption attend IMAGE... : where each generated word looked, as PNG overlays or JSON maps.
+#include <cctype>
+#include <cstdio>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <xcaption/errors.hpp>
+#include <xcaption/viz.hpp>
+
+#include "src/cli/cli.hpp"
+
+namespace xcaption::cli {
+
+namespace {
+
+// File-name-safe ASCII form of a word: letters, digits and '-' kept, anything else '_'.
+std::string file_word(const std::string& word) {
+  std::string out;
+  for (char c : viz::hershey_text(word)) {
+    const auto u = static_cast<unsigned char>(c);
+    out += std::isalnum(u) || c == '-' ? c : '_';
+    if (out.size() >= 32) break;
+  }
+  return out.empty() ? "_" : out;
+}
+
+std::string label_of(const viz::TokenAttention& t) {
+  if (!t.word.empty()) return t.word;
+  return t.token.empty() ? "(empty)" : "(space)";
+}
+
+nlohmann::ordered_json to_json(const std::string& image, const CaptionResult& r,
+                               const std::vector<viz::TokenAttention>& tokens) {
+  nlohmann::ordered_json j;
+  j["image"] = image;
+  j["caption"] = r.caption;
+  j["grid"] = {r.cross_attention.grid_rows, r.cross_attention.grid_cols};
+  j["tokens"] = nlohmann::ordered_json::array();
+  for (const auto& t : tokens) {
+    nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+    for (int y = 0; y < t.map.rows; ++y) {
+      nlohmann::ordered_json row = nlohmann::ordered_json::array();
+      for (int x = 0; x < t.map.cols; ++x) row.push_back(t.map.at(y, x));
+      rows.push_back(std::move(row));
+    }
+    j["tokens"].push_back({{"token", t.token}, {"id", t.id}, {"map", std::move(rows)}});
+  }
+  return j;
+}
+
+}  // namespace
+
+// "N", "mean" or "last" -> the index, or unset for the mean.
+std::optional<int> parse_map_index(const po::variables_map& vm, const char* key, std::int64_t count) {
+  const std::string v = vm[key].as<std::string>();
+  if (v == "mean") return std::nullopt;
+  if (v == "last") return static_cast<int>(count - 1);
+  std::size_t used = 0;
+  int n = -1;
+  try {
+    n = std::stoi(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v.size() || v.empty())
+    throw UsageError(fmt::format("--{} takes a number, 'mean' or 'last', got '{}'", key, v));
+  if (n < 0 || n >= count)
+    throw UsageError(fmt::format("--{} {} out of range: the model's decoder has {} {}s (0..{})", key, n, count,
+                                 key, count - 1));
+  return n;
+}
+
+int cmd_attend(int argc, char** argv) {
+  po::options_description options("options");
+  options.add_options()("help,h", "show this help")
+      ("output,o", po::value<std::string>()->value_name("FILE"),
+       "panel grid PNG (one image only). Default: IMAGE_STEM.attention.png in the current folder, "
+       "unless --json or --per-token is given")
+      ("per-token", po::value<std::string>()->value_name("DIR"),
+       "also write one overlay PNG per token at the image's resolution: DIR/STEM.NN.WORD.png")
+      ("layer", po::value<std::string>()->default_value("mean")->value_name("N|mean|last"),
+       "decoder layer whose cross-attention is shown (0-based), or the mean over layers")
+      ("head", po::value<std::string>()->default_value("mean")->value_name("N|mean|last"),
+       "attention head (0-based), or the mean over heads")
+      ("rollout", "combine the layers by attention rollout instead (see below); excludes --layer N")
+      ("json", "print one JSON object per image and line with the maps (see below)")
+      ("colormap", po::value<std::string>()->default_value("inferno")->value_name("NAME"),
+       "inferno, viridis, turbo or jet")
+      ("alpha", po::value<double>()->default_value(0.55, "0.55")->value_name("X"),
+       "heat colour weight in the blend, 0..1")
+      ("columns", po::value<int>()->default_value(0)->value_name("N"), "panels per row (0 = up to 5)")
+      ("panel-size", po::value<int>()->default_value(320)->value_name("PX"),
+       "longest side of a panel in the grid, in pixels (0 = the image's own size)")
+      ("all-tokens", "also draw panels for special tokens (end of text)")
+      ("image", po::value<std::vector<std::string>>()->multitoken(), "image files");
+  add_model_options(options);
+  add_generation_options(options);
+  po::positional_options_description positional;
+  positional.add("image", -1);
+  try {
+    const auto vm = parse("attend", argc, argv, options, positional);
+    if (vm.count("help")) {
+      print_help(
+          "xcaption attend IMAGE... [OPTIONS]",
+          "Captions each image and shows where the decoder's cross-attention looked for every generated\n"
+          "token: the map over the image's patch grid (CLS token excluded, renormalised to sum 1),\n"
+          "upsampled bicubically to the original image, coloured and blended over it. The PNG is a grid of\n"
+          "panels: the image, then one panel per word with the word under it and the caption above.\n"
+          "Beam search shows the returned beam's maps.",
+          options,
+          "Maps. --layer/--head pick one layer/head or average them (defaults: mean, mean). --rollout\n"
+          "weighs decoder layer l (1..L) by 2^(l-1) / (2^L - 1), the share of the output that reaches the\n"
+          "image through layer l when every layer splits its flow evenly between its residual path and\n"
+          "its cross-attention (attention rollout along the decoder position's own path; the decoder's\n"
+          "self-attention is not captured and counts as identity).\n\n"
+          "--json prints, per image, {\"image\": PATH, \"caption\": TEXT, \"grid\": [ROWS, COLS], \"tokens\":\n"
+          "[{\"token\": VOCAB_STRING, \"id\": N, \"map\": [[COLS floats] x ROWS]}]}: every generated token\n"
+          "(end of text included), each map summing to 1; cell (r, c) covers the same fraction of the\n"
+          "original image (the model resizes the whole image, no crop).\n\n"
+          "Words are drawn with OpenCV's Hershey fonts (ASCII): accented Latin letters are transliterated\n"
+          "(é -> e), other characters appear as \\u{XXXX}, broken UTF-8 bytes as \\x{XX}.\n"
+          "Files are written atomically. Plain output is the caption (\"FILE: caption\" for several images);\n"
+          "written files are listed on stderr.\n");
+      return kOk;
+    }
+    if (!vm.count("image")) throw UsageError("attend: no image given (see xcaption attend --help)");
+    const auto images = vm["image"].as<std::vector<std::string>>();
+    const bool json = vm.count("json") > 0;
+    const bool per_token = vm.count("per-token") > 0;
+    if (vm.count("output") && images.size() > 1)
+      throw UsageError("attend: -o names one file; with several images leave it out (each image then writes "
+                       "STEM.attention.png)");
+    const bool grid = vm.count("output") || (!json && !per_token);
+    viz::OverlayOptions overlay;
+    overlay.colormap = viz::parse_colormap(vm["colormap"].as<std::string>());
+    overlay.alpha = static_cast<float>(vm["alpha"].as<double>());
+    if (!(overlay.alpha >= 0 && overlay.alpha <= 1)) throw UsageError("--alpha must lie in [0, 1]");
+    viz::PanelGridOptions grid_options;
+    grid_options.columns = vm["columns"].as<int>();
+    grid_options.max_panel_side = vm["panel-size"].as<int>();
+    if (grid_options.columns < 0 || grid_options.max_panel_side < 0)
+      throw UsageError("--columns and --panel-size must be >= 0");
+    const bool all_tokens = vm.count("all-tokens") > 0;
+
+    CaptionRequest request;
+    request.generation = generation_options(vm);
+    request.capture_cross_attention = true;
+    Captioner captioner = load_captioner(vm);
+    const ModelInfo info = captioner.info();
+    viz::MapOptions map;
+    map.layer = parse_map_index(vm, "layer", info.decoder_layers);
+    map.head = parse_map_index(vm, "head", info.decoder_heads);
+    map.rollout = vm.count("rollout") > 0;
+    if (map.rollout && map.layer) throw UsageError("attend: --rollout combines all layers; drop --layer");
+    if (per_token) std::filesystem::create_directories(vm["per-token"].as<std::string>());
+
+    int status = kOk;
+    for (const auto& image_path : images) {
+      try {
+        const RgbImage image = load_image(image_path);
+        const CaptionResult r = captioner.caption(image, request);
+        const auto tokens = viz::token_attentions(captioner, r, map);
+        const std::string stem = std::filesystem::path(image_path).stem().string();
+
+        if (grid) {
+          std::vector<viz::Panel> panels;
+          panels.push_back({image, "(image)"});
+          for (const auto& t : tokens)
+            if (all_tokens || !t.special) panels.push_back({viz::overlay(image, t.map, overlay), label_of(t)});
+          grid_options.title = r.caption;
+          const std::filesystem::path out =
+              vm.count("output") ? std::filesystem::path(vm["output"].as<std::string>()) : std::filesystem::path(stem + ".attention.png");
+          viz::write_png(out, viz::panel_grid(panels, grid_options));
+          std::fprintf(stderr, "xcaption: wrote %s\n", out.c_str());
+        }
+        if (per_token) {
+          const std::filesystem::path dir = vm["per-token"].as<std::string>();
+          const int digits = tokens.size() > 100 ? 3 : 2;
+          for (std::size_t i = 0; i < tokens.size(); ++i) {
+            if (!all_tokens && tokens[i].special) continue;
+            const auto out = dir / fmt::format("{}.{:0{}}.{}.png", stem, i, digits, file_word(label_of(tokens[i])));
+            viz::write_png(out, viz::overlay(image, tokens[i].map, overlay));
+            std::fprintf(stderr, "xcaption: wrote %s\n", out.c_str());
+          }
+        }
+        if (json)
+          std::cout << to_json(image_path, r, tokens).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                    << "\n";
+        else if (images.size() > 1)
+          std::cout << image_path << ": " << r.caption << "\n";
+        else
+          std::cout << r.caption << "\n";
+        std::cout.flush();
+      } catch (const FormatError& e) {
+        const int code = report_error(e);
+        if (status == kOk) status = code;
+      }
+    }
+    return status;
+  } catch (const std::exception& e) {
+    return report_error(e);
+  }
+}
+
+}  // namespace xcaption::cli
