@@ -71,10 +71,12 @@ AttentionMap mean_map(std::span<const AttentionMap> maps);
 
 // ---- From a map to pixels ----------------------------------------------------------------------
 
-/// The map upsampled to width x height: bicubic interpolation between patch centres (the patch
-/// (r, c) centre sits at ((c + 0.5) * width / cols, (r + 0.5) * height / rows); edges replicate),
-/// negative overshoot clamped to 0, then divided by its maximum so the result lies in [0, 1] with
-/// 1 at the peak. The colour scale of an overlay is therefore relative to its own map.
+/// The map upsampled to width x height: separable cubic interpolation (Catmull-Rom) between patch
+/// centres, the centre of patch (r, c) sitting at ((c + 0.5) * width / cols, (r + 0.5) * height /
+/// rows). Beyond the outer centres the grid is mirrored (reflect-101), so a patch on the border
+/// peaks at its centre like an inner one instead of smearing (and ringing) towards the edge.
+/// Negative overshoot is clamped to 0, then everything is divided by the maximum, so the result
+/// lies in [0, 1] with 1 at the peak: an overlay's colour scale is relative to its own map.
 /// Returns width * height floats, row-major. Throws InputError for a size < 1 or an empty map.
 std::vector<float> upsample_map(const AttentionMap& map, int width, int height);
 

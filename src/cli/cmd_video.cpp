@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include <fmt/format.h>
+#include <opencv2/core/utils/logger.hpp>
 
 #include <xcaption/errors.hpp>
 #include <xcaption/video.hpp>
@@ -140,6 +141,9 @@ int cmd_video(int argc, char** argv) {
     o.map.rollout = vm.count("rollout") > 0;
     o.request.generation = generation_options(vm);
 
+    // OpenCV's backends log their own warnings (unsupported tags, GStreamer probing); errors
+    // reach the user through our exceptions instead.
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);
     Captioner captioner = load_captioner(vm);
     const ModelInfo info = captioner.info();
     o.map.layer = parse_map_index(vm, "layer", info.decoder_layers);

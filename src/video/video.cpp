@@ -81,8 +81,18 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
     throw InputError(fmt::format("video: overlay alpha must lie in [0, 1], got {}", options.overlay.alpha));
 
   cv::VideoCapture cap;
-  if (is_camera_index(source)) cap.open(std::stoi(source));
-  else cap.open(source);
+  if (is_camera_index(source)) {
+    cap.open(std::stoi(source));
+  } else {
+    // A plain path must exist (URLs "scheme://..." and patterns like "img_%03d.png" are left to
+    // OpenCV); this also spares the user the backends' own complaints about a missing file.
+    std::error_code ec;
+    const bool url = source.find("://") != std::string::npos, pattern = source.find('%') != std::string::npos;
+    if (!url && !pattern && !std::filesystem::is_regular_file(source, ec))
+      throw FormatError(fmt::format("cannot open video '{}': no such file", source));
+    // FFmpeg first (files and network streams), then whatever else OpenCV has (GStreamer, ...).
+    if (!cap.open(source, cv::CAP_FFMPEG)) cap.open(source, cv::CAP_ANY);
+  }
   if (!cap.isOpened())
     throw FormatError(fmt::format("cannot open video '{}' (missing file, unknown format or unreachable stream)", source));
 

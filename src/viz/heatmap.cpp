@@ -65,20 +65,73 @@ void blend_heat(cv::Mat& bgr, const std::vector<float>& heat, Colormap colormap,
 
 }  // namespace detail
 
+namespace {
+
+// Reflect-101 ("mirror without repeating the edge") index into [0, n).
+int mirror(int i, int n) {
+  if (n == 1) return 0;
+  while (i < 0 || i >= n) i = i < 0 ? -i : 2 * n - 2 - i;
+  return i;
+}
+
+// For every output position, the 4 source taps and Catmull-Rom weights (cubic convolution with
+// a = -0.5: interpolating, C1, little overshoot). Output pixel x samples source coordinate
+// u = (x + 0.5) * n / size - 0.5, so source cell c is hit exactly at its centre.
+struct Taps {
+  std::vector<int> index;     // (size, 4)
+  std::vector<float> weight;  // (size, 4)
+};
+
+Taps cubic_taps(int n, int size) {
+  Taps t;
+  t.index.resize(static_cast<std::size_t>(size) * 4);
+  t.weight.resize(static_cast<std::size_t>(size) * 4);
+  for (int x = 0; x < size; ++x) {
+    const double u = (x + 0.5) * n / size - 0.5;
+    const double f = std::floor(u), d = u - f;
+    const double w[4] = {0.5 * (-d * d * d + 2 * d * d - d), 0.5 * (3 * d * d * d - 5 * d * d + 2),
+                         0.5 * (-3 * d * d * d + 4 * d * d + d), 0.5 * (d * d * d - d * d)};
+    for (int k = 0; k < 4; ++k) {
+      t.index[static_cast<std::size_t>(x) * 4 + k] = mirror(static_cast<int>(f) - 1 + k, n);
+      t.weight[static_cast<std::size_t>(x) * 4 + k] = static_cast<float>(w[k]);
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
 std::vector<float> upsample_map(const AttentionMap& map, int width, int height) {
   if (width < 1 || height < 1) throw InputError(fmt::format("upsample_map: invalid target size {}x{}", width, height));
   if (map.rows < 1 || map.cols < 1 || map.values.size() != static_cast<std::size_t>(map.rows) * map.cols)
     throw InputError(fmt::format("upsample_map: map of {}x{} holds {} values", map.rows, map.cols, map.values.size()));
-  cv::Mat grid(map.rows, map.cols, CV_32FC1, const_cast<float*>(map.values.data()));
+  // Separable: rows first (rows x width), then columns.
+  const Taps tx = cubic_taps(map.cols, width), ty = cubic_taps(map.rows, height);
+  std::vector<float> horizontal(static_cast<std::size_t>(map.rows) * width);
+  for (int r = 0; r < map.rows; ++r) {
+    const float* src = map.values.data() + static_cast<std::size_t>(r) * map.cols;
+    float* dst = horizontal.data() + static_cast<std::size_t>(r) * width;
+    for (int x = 0; x < width; ++x) {
+      float v = 0;
+      for (int k = 0; k < 4; ++k) v += tx.weight[x * 4 + k] * src[tx.index[x * 4 + k]];
+      dst[x] = v;
+    }
+  }
   std::vector<float> out(static_cast<std::size_t>(width) * height);
-  cv::Mat dst(height, width, CV_32FC1, out.data());
-  // cv::resize maps destination pixel centres onto source pixel centres (half-pixel convention),
-  // i.e. cell (r, c) is sampled exactly at its centre in the output; borders replicate.
-  cv::resize(grid, dst, dst.size(), 0, 0, cv::INTER_CUBIC);
   float peak = 0;
-  for (float& v : out) {
-    v = std::max(v, 0.0f);
-    peak = std::max(peak, v);
+  for (int y = 0; y < height; ++y) {
+    float* dst = out.data() + static_cast<std::size_t>(y) * width;
+    const float* rows[4];
+    float w[4];
+    for (int k = 0; k < 4; ++k) {
+      rows[k] = horizontal.data() + static_cast<std::size_t>(ty.index[y * 4 + k]) * width;
+      w[k] = ty.weight[y * 4 + k];
+    }
+    for (int x = 0; x < width; ++x) {
+      const float v = std::max(0.0f, w[0] * rows[0][x] + w[1] * rows[1][x] + w[2] * rows[2][x] + w[3] * rows[3][x]);
+      dst[x] = v;
+      peak = std::max(peak, v);
+    }
   }
   if (peak > 0)
     for (float& v : out) v /= peak;
