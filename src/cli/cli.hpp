@@ -22,6 +22,7 @@ enum ExitCode : int {
   kBadShape = 4,    // ShapeError: tensor or config size mismatch
   kBadInput = 5,    // InputError: option or value out of range, unsupported model
   kBackend = 6,     // BackendError
+  kThresholdMissed = 7,  // eval: a --min-* threshold was missed
   kInterrupted = 130,
 };
 
@@ -50,5 +51,7 @@ int report_error(const std::exception& e);
 int cmd_caption(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_scenes(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
 
 }  // namespace xcaption::cli
