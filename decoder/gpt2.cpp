@@ -39,7 +39,9 @@ void Gpt2Decoder::append_expected(const Gpt2Config& c, const std::string& prefix
     table.push_back({n + "mlp.c_proj.bias", {d}});
   }
   append_layer_norm(t + "ln_f", d, table);
-  table.push_back({prefix + "lm_head.weight", {c.vocab_size, d}, /*required=*/false});
+  // ref: GPT2LMHeadModel ties lm_head to wte when tie_word_embeddings (the default); only an
+  // untied decoder reads (and then needs) its own lm_head.weight.
+  if (!c.tie_word_embeddings) table.push_back({prefix + "lm_head.weight", {c.vocab_size, d}});
 }
 
 namespace {
@@ -64,12 +66,11 @@ Gpt2Decoder::Gpt2Decoder(const Gpt2Config& config, Backend& backend, const Weigh
   wpe_ = w.load(t + "wpe.weight");
   ln_f_ = load_layer_norm(w, t + "ln_f", eps);
   {
-    // ref: GPT2LMHeadModel ties lm_head to wte unless the checkpoint carries its own (untied).
-    const std::string head = prefix + "lm_head.weight";
+    // A tied decoder ignores any lm_head.weight in the file, as transformers does.
     FloatBuffer own;
     const float* weight = wte_.data();
-    if (w.has(head)) {
-      own = w.load(head);
+    if (!config.tie_word_embeddings) {
+      own = w.load(prefix + "lm_head.weight");
       weight = own.data();
     }
     lm_head_ = backend.prepare_linear(weight, WeightLayout::OutIn, d, config.vocab_size, nullptr, rows_hint);

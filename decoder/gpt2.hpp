@@ -21,8 +21,8 @@ namespace xcaption {
 
 class Gpt2Decoder {
  public:
-  /// Expected checkpoint tensors under `prefix` (e.g. "decoder."). lm_head.weight is optional
-  /// (tied to wte when absent).
+  /// Expected checkpoint tensors under `prefix` (e.g. "decoder."). lm_head.weight only when the
+  /// decoder is untied (tie_word_embeddings false); a tied head is wte.
   static void append_expected(const Gpt2Config& config, const std::string& prefix,
                               std::vector<ExpectedTensor>& table);
 
@@ -54,6 +54,8 @@ class Gpt2Decoder {
 
   std::int64_t position() const { return position_; }
   std::int64_t encoder_tokens() const { return encoder_tokens_; }
+  /// Cross-attention keys | values of `layer`: (encoder_tokens, 2 * n_embd). For tests.
+  const float* cross_kv(std::int64_t layer) const { return layers_.at(layer).cross_kv.data(); }
 
  private:
   struct Layer {

@@ -14,6 +14,7 @@
 #include "src/io/model_config.hpp"
 #include "src/generate/settings.hpp"
 #include "src/io/weights.hpp"
+#include "src/tokenizer/cleanup.hpp"
 #include "src/tokenizer/tokenizer.hpp"
 
 namespace xcaption {
@@ -54,7 +55,13 @@ struct Captioner::Impl {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<VitGpt2Model> model;
   Tokenizer tokenizer;
+  bool clean_up_spaces = false;  // tokenizer_config.json clean_up_tokenization_spaces
   ModelInfo info;
+
+  std::string decode(std::span<const std::int64_t> ids, bool skip_special) const {
+    std::string text = tokenizer.decode(ids, skip_special);
+    return clean_up_spaces ? clean_up_tokenization(std::move(text)) : text;
+  }
   FloatBuffer pixels;
 
   Impl(ModelConfig c, Tokenizer t) : config(std::move(c)), tokenizer(std::move(t)) {}
@@ -81,6 +88,7 @@ Captioner Captioner::load(const std::filesystem::path& dir, const LoadOptions& o
                                  (dir / "config.json").string(), enc.num_channels));
   auto impl = std::make_unique<Impl>(std::move(config), Tokenizer::load(dir));
   Impl& m = *impl;
+  m.clean_up_spaces = clean_up_tokenization_spaces(dir);
   if (m.tokenizer.vocab_size() > m.config.decoder.vocab_size)
     throw ShapeError(fmt::format("{}: the tokenizer has {} tokens, more than the decoder's vocab_size {}",
                                  m.tokenizer.source(), m.tokenizer.vocab_size(), m.config.decoder.vocab_size));
@@ -165,7 +173,7 @@ CaptionResult Captioner::caption(const RgbImage& image, const CaptionRequest& re
   r.logprobs = std::move(d.logprobs);
   r.sequence_score = d.sequence_score;
   r.num_beams = settings.num_beams;
-  r.caption = m.tokenizer.decode(r.token_ids, /*skip_special_tokens=*/true);
+  r.caption = m.decode(r.token_ids, /*skip_special=*/true);
   r.tokens.reserve(r.token_ids.size());
   for (auto id : r.token_ids) r.tokens.push_back(m.tokenizer.token_string(id));
   if (request.capture_cross_attention) {
@@ -188,7 +196,7 @@ std::vector<std::int64_t> Captioner::encode_text(std::string_view text) const {
 }
 
 std::string Captioner::decode_tokens(std::span<const std::int64_t> ids, bool skip_special_tokens) const {
-  return impl_->tokenizer.decode(ids, skip_special_tokens);
+  return impl_->decode(ids, skip_special_tokens);
 }
 
 std::string Captioner::token_string(std::int64_t id) const { return impl_->tokenizer.token_string(id); }

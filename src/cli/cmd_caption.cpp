@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <xcaption/errors.hpp>
+
 #include "src/cli/cli.hpp"
 
 namespace xcaption::cli {

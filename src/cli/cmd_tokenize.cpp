@@ -6,6 +6,7 @@
 #include <xcaption/errors.hpp>
 
 #include "src/cli/cli.hpp"
+#include "src/tokenizer/cleanup.hpp"
 #include "src/tokenizer/tokenizer.hpp"
 
 namespace xcaption::cli {
@@ -49,7 +50,9 @@ int cmd_tokenize(int argc, char** argv) {
           throw InputError(fmt::format("token id {} is outside the vocabulary (size {})", v, tok.vocab_size()));
         ids.push_back(v);
       }
-      std::cout << tok.decode(ids, vm.count("skip-special") > 0) << "\n";
+      std::string text = tok.decode(ids, vm.count("skip-special") > 0);
+      if (clean_up_tokenization_spaces(model_dir(vm))) text = clean_up_tokenization(std::move(text));
+      std::cout << text << "\n";
       return kOk;
     }
     const bool show_tokens = vm.count("tokens") > 0;

@@ -127,6 +127,8 @@ DecodeResult greedy(StepModel& model, const DecodeSettings& s, bool capture) {
   history.reserve(static_cast<std::size_t>(s.max_length));
   FloatBuffer logits(static_cast<std::size_t>(vocab)), processed(static_cast<std::size_t>(vocab));
   FloatBuffer attention(static_cast<std::size_t>(std::max<std::int64_t>(att, 1)));
+  out.tokens.reserve(static_cast<std::size_t>(s.max_length));
+  out.logprobs.reserve(static_cast<std::size_t>(s.max_length));
   if (capture) out.attention.reserve(static_cast<std::size_t>(att * s.max_length));
 
   model.begin(1);
@@ -177,12 +179,10 @@ DecodeResult beam_search(StepModel& model, const DecodeSettings& s, bool capture
   std::vector<std::int64_t> tokens(static_cast<std::size_t>(k)), src(static_cast<std::size_t>(k));
   std::vector<std::int64_t> order(static_cast<std::size_t>(k * vocab));
   std::vector<float> next_scores(static_cast<std::size_t>(k));
-  std::vector<std::int64_t> next_tokens(static_cast<std::size_t>(k));
   BeamHypotheses hyps(k, s.length_penalty, s.early_stopping, s.max_length);
 
   model.begin(k);
   std::int64_t cur_len = 1;
-  bool done = false;
   while (true) {
     for (std::int64_t b = 0; b < k; ++b) tokens[b] = beams[b].history.back();
     model.step(tokens.data(), logits.data(), capture ? attention.data() : nullptr);
@@ -201,61 +201,63 @@ DecodeResult beam_search(StepModel& model, const DecodeSettings& s, bool capture
     std::partial_sort(order.begin(), order.begin() + keep, order.end(),
                       [sc](std::int64_t a, std::int64_t b) { return sc[a] > sc[b] || (sc[a] == sc[b] && a < b); });
 
-    const std::int64_t next_len = cur_len + 1;  // HF's cur_len inside process()
+    const std::int64_t next_len = cur_len + 1;  // sequence length once this step's token is added
+    const bool last = next_len >= s.max_length;   // every candidate stops here
+    // ref: transformers >= 4.50 _beam_search: candidates that stop (eos, or the length limit)
+    // become finished hypotheses when ranked among the first K; the next running beams are the
+    // best K that did not stop (stopped ones, at -1e9, only fill slots nothing else can).
     std::int64_t filled = 0;
-    for (std::int64_t rank = 0; rank < keep && filled < k; ++rank) {
+    auto take = [&](std::int64_t rank, float score) {
       const std::int64_t flat = order[rank], from = flat / vocab, token = flat % vocab;
-      const float score = sc[flat];
-      const float logprob = logits.data()[flat] - lse[from];
-      if (is_eos(token, s.eos_token_ids)) {
-        if (rank >= k) continue;  // an eos outside the top num_beams does not finish a beam
-        BeamHypotheses::Hypothesis h;
-        h.tokens.assign(beams[from].history.begin() + 1, beams[from].history.end());
-        h.tokens.push_back(token);
-        h.logprobs = beams[from].logprobs;
-        h.logprobs.push_back(logprob);
-        if (capture) {
-          h.attention = beams[from].attention;
-          h.attention.insert(h.attention.end(), attention.data() + from * att, attention.data() + (from + 1) * att);
-        }
-        hyps.add(std::move(h), score, next_len - 1);
-      } else {
-        Beam& nb = next[filled];
-        const Beam& ob = beams[from];
-        nb.history.assign(ob.history.begin(), ob.history.end());
-        nb.history.push_back(token);
-        nb.logprobs.assign(ob.logprobs.begin(), ob.logprobs.end());
-        nb.logprobs.push_back(logprob);
-        if (capture) {
-          nb.attention.assign(ob.attention.begin(), ob.attention.end());
-          nb.attention.insert(nb.attention.end(), attention.data() + from * att, attention.data() + (from + 1) * att);
-        }
-        next_scores[filled] = score;
-        next_tokens[filled] = token;
-        src[filled] = from;
-        ++filled;
+      Beam& nb = next[filled];
+      const Beam& ob = beams[from];
+      nb.history.assign(ob.history.begin(), ob.history.end());
+      nb.history.push_back(token);
+      nb.logprobs.assign(ob.logprobs.begin(), ob.logprobs.end());
+      nb.logprobs.push_back(logits.data()[flat] - lse[from]);
+      if (capture) {
+        nb.attention.assign(ob.attention.begin(), ob.attention.end());
+        nb.attention.insert(nb.attention.end(), attention.data() + from * att, attention.data() + (from + 1) * att);
       }
+      next_scores[filled] = score;
+      src[filled] = from;
+      ++filled;
+    };
+    bool any_running = false;
+    for (std::int64_t rank = 0; rank < keep; ++rank) {
+      const std::int64_t flat = order[rank], from = flat / vocab, token = flat % vocab;
+      const bool stops = last || is_eos(token, s.eos_token_ids);
+      if (!stops) {
+        any_running = true;
+        if (filled < k) take(rank, sc[flat]);
+        continue;
+      }
+      if (rank >= k) continue;  // a stop outside the top num_beams does not finish a beam
+      BeamHypotheses::Hypothesis h;
+      h.tokens.assign(beams[from].history.begin() + 1, beams[from].history.end());
+      h.tokens.push_back(token);
+      h.logprobs = beams[from].logprobs;
+      h.logprobs.push_back(logits.data()[flat] - lse[from]);
+      if (capture) {
+        h.attention = beams[from].attention;
+        h.attention.insert(h.attention.end(), attention.data() + from * att, attention.data() + (from + 1) * att);
+      }
+      hyps.add(std::move(h), sc[flat], next_len - 1);
     }
-    if (filled < k)
-      throw InputError(fmt::format("beam search: only {} of {} beams could continue", filled, k));
-    done = done || hyps.is_done(sc[order[0]], next_len);
+    if (last || !any_running) break;
+    for (std::int64_t rank = 0; filled < k && rank < keep; ++rank) {
+      const std::int64_t flat = order[rank];
+      if (is_eos(flat % vocab, s.eos_token_ids)) take(rank, sc[flat] - 1e9f);
+    }
     std::swap(beams, next);
     for (std::int64_t b = 0; b < k; ++b) beam_scores[b] = next_scores[b];
     cur_len = next_len;
-    if (done || cur_len >= s.max_length) break;
+    // Early-stop heuristic: the best running beam, even at its current length, cannot beat
+    // the worst finished hypothesis.
+    if (hyps.is_done(beam_scores[0], cur_len)) break;
     model.reorder(src.data());
   }
 
-  if (!done) {
-    // ref: BeamSearchScorer.finalize: every running beam competes with the finished ones.
-    for (std::int64_t b = 0; b < k; ++b) {
-      BeamHypotheses::Hypothesis h;
-      h.tokens.assign(beams[b].history.begin() + 1, beams[b].history.end());
-      h.logprobs = beams[b].logprobs;
-      if (capture) h.attention = beams[b].attention;
-      hyps.add(std::move(h), beam_scores[b], static_cast<std::int64_t>(beams[b].history.size()) - 1);
-    }
-  }
   const auto& best = hyps.best();
   DecodeResult out;
   out.tokens = best.tokens;

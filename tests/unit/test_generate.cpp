@@ -25,7 +25,10 @@ class ScriptedModel : public StepModel {
 
   std::int64_t vocab_size() const override { return vocab_; }
   std::int64_t attention_floats() const override { return 1; }
-  void begin(std::int64_t rows) override { histories_.assign(static_cast<std::size_t>(rows), {}); }
+  void begin(std::int64_t rows) override {
+    histories_.assign(static_cast<std::size_t>(rows), {});
+    steps = 0;
+  }
   void step(const std::int64_t* tokens, float* logits, float* attention) override {
     ++steps;
     for (std::size_t r = 0; r < histories_.size(); ++r) {

@@ -1,0 +1,38 @@
+// UTF-8 and Unicode character-class helpers for the tokenizer. The classes follow the regex
+// engines Hugging Face `tokenizers` uses (see tools/gen_unicode_tables.py for the definitions and
+// src/tokenizer/unicode_tables.hpp for the generated data and its Unicode version).
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace xcaption::unicode {
+
+bool is_letter(char32_t c);  // \p{L}
+bool is_number(char32_t c);  // \p{N}
+bool is_space(char32_t c);   // \s = White_Space
+bool is_word(char32_t c);    // Unicode \w: Alphabetic | Mark | Nd | Pc | Join_Control
+
+/// Appends the UTF-8 encoding of `c` (a Unicode scalar value) to `out`.
+void append_utf8(std::string& out, char32_t c);
+
+/// Decodes well-formed UTF-8. Returns the byte offset of the first ill-formed sequence, or
+/// std::nullopt when `text` is valid (then `out` holds its code points).
+std::optional<std::size_t> decode_utf8(std::string_view text, std::vector<char32_t>& out);
+
+/// Converts arbitrary bytes to valid UTF-8, replacing each maximal ill-formed subpart with U+FFFD
+/// (the Unicode "best practice" used by both Rust's String::from_utf8_lossy and Python's
+/// bytes.decode("utf-8", errors="replace")).
+std::string utf8_lossy(std::string_view bytes);
+
+/// Appends the full per-character lowercase mapping of `c` (may be several code points, e.g.
+/// U+0130 -> "i\u0307"); no context-dependent rules (as Rust's char::to_lowercase).
+void append_lowercase(std::string& out, char32_t c);
+
+/// Lowercases a valid UTF-8 string character by character.
+std::string to_lowercase(std::string_view text);
+
+}  // namespace xcaption::unicode
