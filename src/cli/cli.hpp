@@ -45,6 +45,10 @@ void add_model_options(po::options_description& options);
 std::filesystem::path model_dir(const po::variables_map& vm);
 Captioner load_captioner(const po::variables_map& vm);
 
+/// --beams, --max-new-tokens and the other generate() overrides, shared by caption, eval, ...
+void add_generation_options(po::options_description& options);
+GenerationOptions generation_options(const po::variables_map& vm);
+
 /// Maps an exception to its exit code and prints "xcaption: error: ..." to stderr.
 int report_error(const std::exception& e);
 

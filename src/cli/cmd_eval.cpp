@@ -119,8 +119,6 @@ int cmd_eval(int argc, char** argv) {
   options.add_options()("help,h", "show this help")
       ("data,d", po::value<std::string>()->value_name("DIR"), "dataset folder with scenes.jsonl and its images (required)")
       ("limit", po::value<std::int64_t>()->value_name("N"), "evaluate only the first N scenes")
-      ("beams,b", po::value<std::int64_t>()->value_name("N"), "beam count (1 = greedy); default from the model folder")
-      ("max-new-tokens", po::value<std::int64_t>()->value_name("N"), "most tokens to generate")
       ("layer", po::value<std::string>()->default_value("mean")->value_name("L|mean"),
        "decoder layer whose cross-attention plays the pointing game, or 'mean' over layers")
       ("json", po::value<std::string>()->value_name("FILE"), "write the metrics as JSON (atomically)")
@@ -129,6 +127,7 @@ int cmd_eval(int argc, char** argv) {
       ("min-relation-accuracy", po::value<double>()->value_name("X"), "exit 7 if relation accuracy < X")
       ("min-pointing", po::value<double>()->value_name("X"), "exit 7 if the pointing-game hit rate (--layer) < X");
   add_model_options(options);
+  add_generation_options(options);
   try {
     const auto vm = parse("eval", argc, argv, options, {});
     if (vm.count("help")) {
@@ -166,14 +165,7 @@ int cmd_eval(int argc, char** argv) {
     }
     CaptionRequest request;
     request.capture_cross_attention = true;
-    if (vm.count("beams")) {
-      request.generation.num_beams = vm["beams"].as<std::int64_t>();
-      if (*request.generation.num_beams < 1) throw UsageError("eval: --beams must be >= 1");
-    }
-    if (vm.count("max-new-tokens")) {
-      request.generation.max_new_tokens = vm["max-new-tokens"].as<std::int64_t>();
-      if (*request.generation.max_new_tokens < 1) throw UsageError("eval: --max-new-tokens must be >= 1");
-    }
+    request.generation = generation_options(vm);
     std::optional<std::int64_t> limit;
     if (vm.count("limit")) {
       limit = vm["limit"].as<std::int64_t>();
