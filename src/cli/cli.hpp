@@ -23,6 +23,7 @@ enum ExitCode : int {
   kBadShape = 4,    // ShapeError: tensor or config size mismatch
   kBadInput = 5,    // InputError: option or value out of range, unsupported model
   kBackend = 6,     // BackendError
+  kThresholdMissed = 7,  // eval: a --min-* threshold was missed
   kInterrupted = 130,
 };
 
@@ -45,8 +46,7 @@ void add_model_options(po::options_description& options);
 std::filesystem::path model_dir(const po::variables_map& vm);
 Captioner load_captioner(const po::variables_map& vm);
 
-/// Generation flags shared by every command that captions (--beams, --max-new-tokens, ...), and
-/// the GenerationOptions they set.
+/// --beams, --max-new-tokens and the other generate() overrides, shared by caption, eval, ...
 void add_generation_options(po::options_description& options);
 GenerationOptions generation_options(const po::variables_map& vm);
 
@@ -60,6 +60,8 @@ int report_error(const std::exception& e);
 int cmd_caption(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_scenes(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
 int cmd_attend(int argc, char** argv);
 int cmd_video(int argc, char** argv);
 

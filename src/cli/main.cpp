@@ -21,6 +21,8 @@ const Command kCommands[] = {
     {"video", xcaption::cli::cmd_video, "caption a video: subtitles (SRT, WebVTT), JSON lines, annotated copy"},
     {"info", xcaption::cli::cmd_info, "show what a model folder contains"},
     {"tokenize", xcaption::cli::cmd_tokenize, "text -> token ids, or ids -> text with --decode"},
+    {"scenes", xcaption::cli::cmd_scenes, "render a shapes-world dataset (PNGs + scenes.jsonl)"},
+    {"eval", xcaption::cli::cmd_eval, "caption a shapes-world dataset and score it"},
 };
 
 void print_usage(std::FILE* out) {
