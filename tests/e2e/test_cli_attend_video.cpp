@@ -19,6 +19,7 @@
 #include <opencv2/videoio.hpp>
 
 #include "tests/e2e/cli_runner.hpp"
+#include "tests/test_util.hpp"
 
 extern char** environ;
 
@@ -130,7 +131,8 @@ TEST_CASE("attend --json follows the returned beam", "[cli]") {
 }
 
 TEST_CASE("attend writes a panel grid and per-token overlays at the image's resolution", "[cli]") {
-  const fs::path dir = make_temp_dir("attend");
+  const TempDir tmp("attend");
+  const fs::path& dir = tmp.path;
   const auto r = run_cli("attend --threads 1 --max-new-tokens 3 --model '" + kTiny + "' '" + kImage + "' -o " +
                          q(dir / "grid.png") + " --per-token " + q(dir / "tokens"));
   INFO(r.err);
@@ -155,7 +157,6 @@ TEST_CASE("attend writes a panel grid and per-token overlays at the image's reso
     CHECK(m.rows == 30);
   }
   CHECK(r.err.find("wrote " + (dir / "grid.png").string()) != std::string::npos);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("attend rejects bad selections and leaves no file when it cannot write", "[cli]") {
@@ -172,7 +173,8 @@ TEST_CASE("attend rejects bad selections and leaves no file when it cannot write
   r = run_cli("attend --threads 1 --colormap rainbow --model '" + kTiny + "' '" + kImage + "'");
   CHECK(r.exit_code == 5);
   CHECK(r.err.find("rainbow") != std::string::npos);
-  const fs::path dir = make_temp_dir("attend-fail");
+  const TempDir tmp("attend-fail");
+  const fs::path& dir = tmp.path;
   fs::create_directories(dir / "taken.png");  // a folder where the file should go
   r = run_cli("attend --threads 1 --model '" + kTiny + "' '" + kImage + "' -o " + q(dir / "taken.png"));
   CHECK(r.exit_code == 3);
@@ -181,11 +183,11 @@ TEST_CASE("attend rejects bad selections and leaves no file when it cannot write
   r = run_cli("attend --threads 1 --model '" + kTiny + "' " + q(dir / "missing.png") + " -o " + q(dir / "out.png"));
   CHECK(r.exit_code == 3);
   CHECK_FALSE(fs::exists(dir / "out.png"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("video writes SubRip, WebVTT and JSON lines that agree with each other", "[cli]") {
-  const fs::path dir = make_temp_dir("video");
+  const TempDir tmp("video");
+  const fs::path& dir = tmp.path;
   const auto r = run_cli("video --threads 1 --max-new-tokens 4 --model '" + kTiny + "' '" + kVideo + "' --srt " +
                          q(dir / "a.srt") + " --vtt " + q(dir / "a.vtt") + " --jsonl " + q(dir / "a.jsonl"));
   INFO(r.err);
@@ -225,11 +227,11 @@ TEST_CASE("video writes SubRip, WebVTT and JSON lines that agree with each other
   const auto s = run_cli("video --threads 1 --max-new-tokens 4 --model '" + kTiny + "' '" + kVideo + "'");
   REQUIRE(s.exit_code == 0);
   CHECK(s.out == read_file(dir / "a.srt"));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("video --annotate writes a playable copy; bad inputs leave no files", "[cli]") {
-  const fs::path dir = make_temp_dir("video-annotate");
+  const TempDir tmp("video-annotate");
+  const fs::path& dir = tmp.path;
   auto r = run_cli("video --threads 1 --max-new-tokens 2 --every 2 --model '" + kTiny + "' '" + kVideo +
                    "' --annotate " + q(dir / "out.mp4") + " --overlay attention --srt " + q(dir / "a.srt"));
   INFO(r.err);
@@ -255,11 +257,11 @@ TEST_CASE("video --annotate writes a playable copy; bad inputs leave no files", 
   CHECK_FALSE(fs::exists(dir / "c.mp4"));
   CHECK_FALSE(fs::exists(dir / "c.srt"));
   CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 2);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("video: Ctrl-C keeps the segments so far and exits with 130", "[cli]") {
-  const fs::path dir = make_temp_dir("video-sigint");
+  const TempDir tmp("video-sigint");
+  const fs::path& dir = tmp.path;
   // A long, changing video so the run is still going when the signal arrives.
   const fs::path video = dir / "long.avi";
   {
@@ -293,5 +295,4 @@ TEST_CASE("video: Ctrl-C keeps the segments so far and exits with 130", "[cli]")
   const auto cues = parse_srt(read_file(srt));
   CHECK(!cues.empty());
   CHECK(cues.back().end < 300.0);  // stopped well before the end of the 300 s video
-  fs::remove_all(dir);
 }

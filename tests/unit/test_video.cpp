@@ -16,6 +16,7 @@
 
 #include "src/video/frame_clock.hpp"
 #include "tests/e2e/cli_runner.hpp"
+#include "tests/test_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace xcaption;
@@ -255,7 +256,8 @@ TEST_CASE("frame_difference: noise and compression stay low, a small new object 
 }
 
 TEST_CASE("caption_video samples by stream time, skips still frames and merges segments", "[video]") {
-  const fs::path dir = test::make_temp_dir("video");
+  const test::TempDir tmp("video");
+  const fs::path& dir = tmp.path;
   // Three 2-second scenes at 10 fps: samples at 0..5 s, two per scene.
   const auto video = write_scenes_video(dir, {{40, 40, 200}, {200, 60, 40}, {40, 200, 40}}, 2.0, 10);
   Captioner captioner = Captioner::load(kData / "tiny-vit-gpt2", {.threads = 1});
@@ -303,11 +305,11 @@ TEST_CASE("caption_video samples by stream time, skips still frames and merges s
   const Result cut = caption_video(captioner, video.string(), o);
   CHECK(cut.samples == 3);
   CHECK(cut.end_time == Approx(2.5));
-  fs::remove_all(dir);
 }
 
 TEST_CASE("caption_video stops cleanly and writes an annotated copy atomically", "[video]") {
-  const fs::path dir = test::make_temp_dir("annotate");
+  const test::TempDir tmp("annotate");
+  const fs::path& dir = tmp.path;
   const auto video = write_scenes_video(dir, {{40, 40, 200}, {200, 60, 40}}, 1.0, 10);
   Captioner captioner = Captioner::load(kData / "tiny-vit-gpt2", {.threads = 1});
   Options o;
@@ -350,5 +352,4 @@ TEST_CASE("caption_video stops cleanly and writes an annotated copy atomically",
   CHECK(is_camera_index("0"));
   CHECK_FALSE(is_camera_index("0.5"));
   CHECK_FALSE(is_camera_index(video.string()));
-  fs::remove_all(dir);
 }

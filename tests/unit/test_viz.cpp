@@ -16,6 +16,7 @@
 
 #include "src/tokenizer/tokenizer.hpp"
 #include "tests/e2e/cli_runner.hpp"
+#include "tests/test_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace xcaption;
@@ -325,7 +326,8 @@ TEST_CASE("panel_grid lays panels in rows with their labels underneath", "[viz]"
 }
 
 TEST_CASE("write_png is atomic: the file appears whole or not at all", "[viz]") {
-  const fs::path dir = test::make_temp_dir("png");
+  const test::TempDir tmp("png");
+  const fs::path& dir = tmp.path;
   RgbImage img = gray_image(7, 5, 0);
   img.data[0] = 255;  // top-left red
   const fs::path out = dir / "x.png";
@@ -354,7 +356,6 @@ TEST_CASE("write_png is atomic: the file appears whole or not at all", "[viz]") 
   write_file_atomic(dir / "t.txt", "old");
   write_file_atomic(dir / "t.txt", "new text");
   CHECK(test::read_file(dir / "t.txt") == "new text");
-  fs::remove_all(dir);
 }
 
 TEST_CASE("token_attentions on a real capture: one normalised map per generated token", "[viz]") {
