@@ -176,6 +176,12 @@ struct PanelGridOptions {
 /// empty image.
 RgbImage panel_grid(std::span<const Panel> panels, const PanelGridOptions& options = {});
 
+/// The image scaled (aspect kept) so that its longer side is `max_side` pixels: area averaging
+/// when reducing, bicubic when enlarging. Use it to overlay at display size when the original is
+/// much larger than a panel (the result looks the same and costs far less).
+/// Throws InputError for an empty image or max_side < 1.
+RgbImage fit_image(const RgbImage& image, int max_side);
+
 /// Draws `text` (UTF-8, through hershey_text) on a dark translucent band along the bottom of the
 /// image, wrapped to at most `max_lines` lines, in place. Font size follows the image height.
 void draw_caption_band(RgbImage& image, std::string_view text, int max_lines = 2);

@@ -165,10 +165,14 @@ int cmd_attend(int argc, char** argv) {
         const std::string stem = std::filesystem::path(image_path).stem().string();
 
         if (grid) {
+          // Overlays for the grid are drawn at panel size: the same picture as reducing a
+          // full-resolution overlay, without blending megapixels per word.
+          const int side = grid_options.max_panel_side;
+          const RgbImage base = side > 0 && side < std::max(image.width, image.height) ? viz::fit_image(image, side) : image;
           std::vector<viz::Panel> panels;
-          panels.push_back({image, "(image)"});
+          panels.push_back({base, "(image)"});
           for (const auto& t : tokens)
-            if (all_tokens || !t.special) panels.push_back({viz::overlay(image, t.map, overlay), label_of(t)});
+            if (all_tokens || !t.special) panels.push_back({viz::overlay(base, t.map, overlay), label_of(t)});
           grid_options.title = r.caption;
           const std::filesystem::path out =
               vm.count("output") ? std::filesystem::path(vm["output"].as<std::string>()) : std::filesystem::path(stem + ".attention.png");

@@ -163,6 +163,18 @@ RgbImage panel_grid(std::span<const Panel> panels, const PanelGridOptions& optio
   return detail::rgb_from_bgr_mat(canvas);
 }
 
+RgbImage fit_image(const RgbImage& image, int max_side) {
+  if (max_side < 1) throw InputError(fmt::format("fit_image: invalid size {}", max_side));
+  const cv::Mat bgr = detail::bgr_from_rgb(image);
+  const double s = max_side / static_cast<double>(std::max(image.width, image.height));
+  const int w = std::max(1, static_cast<int>(std::lround(image.width * s)));
+  const int h = std::max(1, static_cast<int>(std::lround(image.height * s)));
+  if (w == image.width && h == image.height) return image;
+  cv::Mat out;
+  cv::resize(bgr, out, {w, h}, 0, 0, s < 1 ? cv::INTER_AREA : cv::INTER_CUBIC);
+  return detail::rgb_from_bgr_mat(out);
+}
+
 void draw_caption_band(RgbImage& image, std::string_view text, int max_lines) {
   cv::Mat bgr = detail::bgr_from_rgb(image);
   detail::draw_caption_band(bgr, text, max_lines);

@@ -382,3 +382,15 @@ TEST_CASE("token_attentions on a real capture: one normalised map per generated 
   CaptionResult no_capture = captioner.caption(image);
   CHECK_THROWS_AS(token_attentions(captioner, no_capture), InputError);
 }
+
+TEST_CASE("fit_image scales the longer side and keeps the aspect", "[viz]") {
+  const RgbImage big = gray_image(400, 100, 77);
+  const RgbImage a = fit_image(big, 200);
+  CHECK(a.width == 200);
+  CHECK(a.height == 50);
+  CHECK(a.data[0] == 77);
+  const RgbImage b = fit_image(gray_image(30, 60, 5), 120);
+  CHECK(b.width == 60);
+  CHECK(b.height == 120);
+  CHECK_THROWS_AS(fit_image(big, 0), InputError);
+}
