@@ -14,6 +14,9 @@
 #include <xcaption/errors.hpp>
 #include <xcaption/video.hpp>
 
+#include <xcaption/scenes.hpp>
+
+#include "src/scenes/render.hpp"
 #include "src/video/frame_clock.hpp"
 #include "tests/e2e/cli_runner.hpp"
 #include "tests/test_util.hpp"
@@ -352,4 +355,58 @@ TEST_CASE("caption_video stops cleanly and writes an annotated copy atomically",
   CHECK(is_camera_index("0"));
   CHECK_FALSE(is_camera_index("0.5"));
   CHECK_FALSE(is_camera_index(video.string()));
+}
+
+TEST_CASE("segments of the bundled model follow the scene changes of a rendered video", "[video][model]") {
+  // Needs the trained default model; the tiny test checkpoints caption noise.
+  const fs::path model = default_model_dir();
+  if (!fs::exists(model / "model.safetensors")) {
+    WARN("no trained model at " << model.string() << ": scene-change test not run");
+    return;
+  }
+  // Three single-object scenes of the shapes world, all different, cut at 2.4 s and 5.2 s: not on
+  // a sampling instant, so each change is first seen by the next sample.
+  scenes::RenderOptions ro;
+  ro.seed = 2024;
+  ro.min_objects = ro.max_objects = 1;
+  ro.jpeg_probability = 0;
+  std::vector<scenes::Scene> shown;
+  std::vector<cv::Mat> frames;
+  for (std::int64_t i = 0; shown.size() < 3; ++i) {
+    cv::Mat m;
+    const scenes::Scene s = scenes::make_scene_mat(ro, i, &m);
+    const auto& o = s.objects[0];
+    const bool seen = std::any_of(shown.begin(), shown.end(), [&](const scenes::Scene& t) {
+      return t.objects[0].shape == o.shape || t.objects[0].color == o.color;
+    });
+    if (seen) continue;
+    cv::Mat resized;
+    cv::resize(m, resized, {192, 160}, 0, 0, cv::INTER_AREA);
+    shown.push_back(s);
+    frames.push_back(resized);
+  }
+  const test::TempDir tmp("scene-change");
+  const fs::path video = tmp.path / "cuts.avi";
+  const double cuts[] = {0.0, 2.4, 5.2};
+  {
+    cv::VideoWriter w(video.string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 10, {192, 160});
+    REQUIRE(w.isOpened());
+    for (int f = 0; f < 80; ++f) w.write(frames[f < 24 ? 0 : f < 52 ? 1 : 2]);
+  }
+  Captioner captioner = Captioner::load(model);
+  for (double every : {1.0, 0.5}) {
+    INFO("every " << every << " s");
+    Options o;
+    o.every = every;
+    const Result r = caption_video(captioner, video.string(), o);
+    REQUIRE(r.segments.size() == 3);
+    CHECK(r.captioned == 3);  // still frames within a scene reuse its caption
+    for (int k = 0; k < 3; ++k) {
+      INFO("scene " << k << ": " << shown[k].captions[0] << " / segment: " << r.segments[k].caption);
+      CHECK(r.segments[k].start >= cuts[k]);
+      CHECK(r.segments[k].start <= cuts[k] + every + 1e-6);
+      CHECK(scenes::score_caption(shown[k], r.segments[k].caption).all_matched);
+    }
+    CHECK(r.segments.back().end == Approx(8.0));
+  }
 }
