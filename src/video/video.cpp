@@ -118,7 +118,7 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
   std::string caption;                  // caption shown from the last sample on
   std::vector<float> heat;              // upsampled main-words map of `caption`, frame-sized
   bool have_caption = false;
-  double end_time = 0;
+  std::optional<double> cut_at;          // set when max_duration ends the run
   const auto t0 = std::chrono::steady_clock::now();
 
   for (;;) {
@@ -129,7 +129,7 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
     if (!cap.grab()) break;
     const double t = clock.next(cap.get(cv::CAP_PROP_POS_MSEC));
     if (options.max_duration && t >= *options.max_duration) {
-      end_time = *options.max_duration;
+      cut_at = *options.max_duration;
       break;
     }
     const bool sample = sampler.take(t);
@@ -144,7 +144,6 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
       }
     }
     ++result.frames_read;
-    end_time = 0;  // the end is one frame after the last frame read (below)
 
     if (sample) {
       ++result.samples;
@@ -204,7 +203,8 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
   }
 
   result.timestamps = clock.used_timestamps();
-  result.end_time = end_time > 0 ? end_time : clock.end();
+  // The stream ends one frame after the last frame read, or where max_duration cut it.
+  result.end_time = cut_at ? *cut_at : clock.end();
   result.segments = builder.finish(result.end_time);
   if (writer.isOpened()) {
     writer.release();
