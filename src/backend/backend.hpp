@@ -14,6 +14,11 @@ namespace xcaption {
 
 enum class Activation { None, GeluErf, GeluTanh };
 
+/// How linear layers store their weights and multiply. F32: float32 throughout. BF16: weights
+/// rounded to bfloat16 once when prepared, each input row rounded to bfloat16 per call, products
+/// accumulated in float32; bias, activation, residual add and the output stay float32.
+enum class Precision { F32, BF16 };
+
 /// How a linear layer's weight is stored in the checkpoint.
 /// InOut: (in, out), GPT-2 Conv1D, y = x·W. OutIn: (out, in), torch nn.Linear, y = x·Wᵀ.
 enum class WeightLayout { InOut, OutIn };
@@ -21,6 +26,28 @@ enum class WeightLayout { InOut, OutIn };
 /// Element (b, i, j) of a strided 3-D operand lives at data[b*batch + i*row + j*col].
 struct Strided3 {
   std::int64_t batch, row, col;
+};
+
+/// Attention of one new query row per sequence over that sequence's own cached keys/values (the
+/// decoder's self-attention during generation). For row r and head h, with d = head_dim:
+///   p = softmax(scale · q[r, h·d .. h·d+d) · K_rᵀ) over the n keys, out[r, h·d ..) = p · V_r,
+/// where key j of row r starts at k + r·kv_row_stride + j·kv_ld (heads side by side, as in q),
+/// and V likewise. `scores` is a workspace of rows·heads·n floats.
+struct OneQueryAttention {
+  const float* q;
+  std::int64_t q_ld;
+  const float* k;
+  const float* v;
+  std::int64_t kv_row_stride;
+  std::int64_t kv_ld;
+  std::int64_t rows;
+  std::int64_t n;
+  std::int64_t heads;
+  std::int64_t head_dim;
+  float scale;
+  float* scores;
+  float* out;
+  std::int64_t out_ld;
 };
 
 /// A linear layer's weights and bias in the backend's preferred form, prepared once at load.
@@ -43,6 +70,9 @@ class Backend {
   /// Number of threads kernels may use (0 = the runtime's default).
   virtual void set_threads(int threads) = 0;
 
+  /// Precision of the linear layers prepared from now on (layers keep the one they were made with).
+  virtual void set_precision(Precision precision) = 0;
+
   /// Prepares y = x·W + b. `weight` holds in*out floats stored as `layout`; `bias` (out floats)
   /// may be null. The backend copies what it keeps; the caller may free both afterwards.
   /// `m_hint` is the row count the layer will mostly see (it may pick the packed layout).
@@ -55,6 +85,14 @@ class Backend {
   /// add). Rows are contiguous: src stride in, dst stride out. src and dst do not alias.
   virtual void linear(const PreparedLinear& layer, const float* src, std::int64_t m, float* dst,
                       Activation act, bool accumulate) = 0;
+
+  /// Copies column `o` of a prepared layer's W (its `in` values: the weights that feed output
+  /// feature o) to dst as float32. For a tied LM head, W is the token embedding matrix transposed,
+  /// so this is the embedding of token o: the model needs no second copy of the matrix.
+  virtual void weight_column(const PreparedLinear& layer, std::int64_t o, float* dst) = 0;
+
+  /// See OneQueryAttention. Inputs and output are float32.
+  virtual void one_query_attention(const OneQueryAttention& args) = 0;
 
   /// C(b) = alpha · A(b) · B(b) for b < batch. A (batch, m, k), B (batch, k, n), C (batch, m, n),
   /// each with its own strides (so Kᵀ and per-head views of (T, H·d) rows need no copy).

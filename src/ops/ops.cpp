@@ -47,4 +47,15 @@ void attention(Backend& backend, const AttentionArgs& a) {
                          a.out, Strided3{a.head_dim, a.out_ld, 1}, 1.0f);
 }
 
+void one_query_attention(Backend& backend, const OneQueryAttention& a) {
+  require(a.q && a.k && a.v && a.scores && a.out, "one_query_attention", "null buffer");
+  require(a.rows > 0 && a.n > 0 && a.heads > 0 && a.head_dim > 0, "one_query_attention", "empty shape");
+  const std::int64_t width = a.heads * a.head_dim;
+  require(a.q_ld >= width && a.kv_ld >= width && a.out_ld >= width, "one_query_attention",
+          "row stride smaller than heads * head_dim");
+  require(a.rows == 1 || a.kv_row_stride >= a.n * a.kv_ld, "one_query_attention",
+          "sequences' keys/values overlap (kv_row_stride < n * kv_ld)");
+  backend.one_query_attention(a);
+}
+
 }  // namespace xcaption::ops

@@ -15,7 +15,9 @@
 #include <array>
 #include <bit>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -32,6 +34,7 @@ using dnnl::memory;
 using Dims = memory::dims;
 using Tag = memory::format_tag;
 constexpr auto kF32 = memory::data_type::f32;
+constexpr auto kBF16 = memory::data_type::bf16;
 
 const char* activation_name(Activation act) {
   switch (act) {
@@ -77,6 +80,7 @@ class OnednnLinear : public PreparedLinear {
   memory weights;            // (in, out) in the prepared layout
   memory bias;               // (1, out), empty when the layer has none
   int format_id = -1;        // index of the prepared layout in the backend's layout table
+  bool bf16 = false;         // weights are bf16; inputs are converted to bf16 per call
   mutable memory plain_weights;  // (in, out) row-major, made on first need by a fallback primitive
 };
 
@@ -100,6 +104,7 @@ struct KeyHash {
 };
 
 std::int64_t float_bits(float f) { return std::bit_cast<std::uint32_t>(f); }
+float bf16_bits(std::uint16_t b) { return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16); }
 
 // A cached primitive with the memory objects it executes on. args[] points at those objects (or, for
 // linear weights and bias, at the layer's own ones, patched per call).
@@ -110,6 +115,11 @@ struct Entry {
   memory src, weights, dst, scale, shift, scratchpad;
   int weights_slot = -1, bias_slot = -1;
   bool uses_plain_weights = false;
+  // bf16 linears: a reorder that rounds the float32 input into the backend's bf16 workspace, which
+  // the matmul then reads as its source.
+  dnnl::primitive convert;
+  std::array<dnnl_exec_arg_t, 2> convert_args{};
+  memory convert_src, convert_dst;
 
   int bind(int arg, dnnl_memory_t mem) {
     args[static_cast<std::size_t>(nargs)] = {arg, mem};
@@ -137,17 +147,22 @@ class OnednnBackend : public Backend {
     omp_set_num_threads(threads_);
   }
 
+  void set_precision(Precision precision) override { precision_ = precision; }
+
   std::unique_ptr<PreparedLinear> prepare_linear(const float* weight, WeightLayout layout,
                                                  std::int64_t in, std::int64_t out,
                                                  const float* bias, std::int64_t m_hint) override {
     sync_threads();
     const std::int64_t m = std::max<std::int64_t>(m_hint, 1);
     auto layer = std::make_unique<OnednnLinear>(in, out);
+    layer->bf16 = precision_ == Precision::BF16;
+    const auto wdt = layer->bf16 ? kBF16 : kF32;
     try {
-      // Ask oneDNN which weight layout it wants for the usual row count, then pack once.
-      const memory::desc src_md({m, in}, kF32, Tag::ab);
+      // Ask oneDNN which weight layout it wants for the usual row count, then pack once (a
+      // reorder to bf16 rounds to nearest even).
+      const memory::desc src_md({m, in}, wdt, Tag::ab);
       const memory::desc dst_md({m, out}, kF32, Tag::ab);
-      const memory::desc any_md({in, out}, kF32, Tag::any);
+      const memory::desc any_md({in, out}, wdt, Tag::any);
       const memory::desc bias_md({1, out}, kF32, Tag::ab);
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -184,12 +199,87 @@ class OnednnBackend : public Backend {
     if (m == 0) return;
     sync_threads();
     Entry& e = linear_entry(*layer, m, act, accumulate);
-    e.src.set_data_handle(const_cast<float*>(src));
+    if (e.convert) {
+      e.convert_src.set_data_handle(const_cast<float*>(src));
+      e.convert_dst.set_data_handle(bf16_workspace_.get());
+      run(e.convert, e.convert_args.data(), 2, "linear input conversion");
+      e.src.set_data_handle(bf16_workspace_.get());
+    } else {
+      e.src.set_data_handle(const_cast<float*>(src));
+    }
     e.dst.set_data_handle(dst);
     e.args[static_cast<std::size_t>(e.weights_slot)].memory =
         e.uses_plain_weights ? plain_weights(*layer).get() : layer->weights.get();
     if (e.bias_slot >= 0) e.args[static_cast<std::size_t>(e.bias_slot)].memory = layer->bias.get();
     execute(e, "linear");
+  }
+
+  void weight_column(const PreparedLinear& prepared, std::int64_t o, float* dst) override {
+    const auto* layer = dynamic_cast<const OnednnLinear*>(&prepared);
+    if (!layer) throw BackendError("oneDNN weight_column: the layer was prepared by another backend");
+    const dnnl_memory_desc_t& d = layer->weights.get_desc().data;
+    if (d.format_kind != dnnl_blocked)
+      throw BackendError("oneDNN weight_column: the prepared weights are not in a blocked layout");
+    const auto& b = d.format_desc.blocking;
+    // Offset of index `idx` along dimension `dim` in a blocked layout: the digits of idx in the
+    // inner blocks of that dimension (innermost last) plus the outer index times its stride, as
+    // oneDNN's memory_desc_wrapper::off_v computes it. Dimensions contribute independently.
+    auto offset = [&b](int dim, std::int64_t idx) {
+      std::int64_t off = 0, block_stride = 1;
+      for (int k = b.inner_nblks - 1; k >= 0; --k) {
+        if (b.inner_idxs[k] == dim) {
+          off += (idx % b.inner_blks[k]) * block_stride;
+          idx /= b.inner_blks[k];
+        }
+        block_stride *= b.inner_blks[k];
+      }
+      return off + idx * b.strides[dim];
+    };
+    const std::int64_t base = d.offset0 + offset(1, o);
+    const void* data = layer->weights.get_data_handle();
+    const std::int64_t in = layer->in_features();
+    if (layer->bf16) {
+      const auto* w = static_cast<const std::uint16_t*>(data);
+      for (std::int64_t i = 0; i < in; ++i) dst[i] = bf16_bits(w[base + offset(0, i)]);
+    } else {
+      const auto* w = static_cast<const float*>(data);
+      for (std::int64_t i = 0; i < in; ++i) dst[i] = w[base + offset(0, i)];
+    }
+  }
+
+  void one_query_attention(const OneQueryAttention& a) override {
+    sync_threads();
+    const std::int64_t tasks = a.rows * a.heads, hd = a.head_dim, n = a.n;
+    // Each (row, head) is a few thousand FLOPs: threads pay off only for long sequences.
+    const bool parallel = tasks > 1 && tasks * n * hd >= (1 << 16);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (std::int64_t t = 0; t < tasks; ++t) {
+      const std::int64_t r = t / a.heads, h = t % a.heads;
+      const float* q = a.q + r * a.q_ld + h * hd;
+      const float* k = a.k + r * a.kv_row_stride + h * hd;
+      const float* v = a.v + r * a.kv_row_stride + h * hd;
+      float* s = a.scores + t * n;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (std::int64_t j = 0; j < n; ++j) {
+        const float* kj = k + j * a.kv_ld;
+        float dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (std::int64_t c = 0; c < hd; ++c) dot += q[c] * kj[c];
+        s[j] = dot * a.scale;
+        mx = std::max(mx, s[j]);
+      }
+      float sum = 0;
+      for (std::int64_t j = 0; j < n; ++j) sum += (s[j] = std::exp(s[j] - mx));
+      const float inv = 1.0f / sum;
+      float* out = a.out + r * a.out_ld + h * hd;
+      for (std::int64_t c = 0; c < hd; ++c) out[c] = 0;
+      for (std::int64_t j = 0; j < n; ++j) {
+        const float p = s[j] * inv;
+        const float* vj = v + j * a.kv_ld;
+#pragma omp simd
+        for (std::int64_t c = 0; c < hd; ++c) out[c] += p * vj[c];
+      }
+    }
   }
 
   void batched_matmul(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,
@@ -368,15 +458,25 @@ class OnednnBackend : public Backend {
     const std::int64_t in = layer.in_features(), out = layer.out_features();
     const bool has_bias = static_cast<bool>(layer.bias);
     const Key key{{static_cast<std::int64_t>(Op::Linear), m, in, out, layer.format_id, has_bias,
-                   static_cast<std::int64_t>(act), accumulate, threads_}};
+                   static_cast<std::int64_t>(act), accumulate, threads_, layer.bf16}};
     if (Entry* e = find(key)) return *e;
-    const std::string what = "linear (m " + std::to_string(m) + ", in " + std::to_string(in) +
+    const std::string what = std::string(layer.bf16 ? "bf16 " : "") + "linear (m " + std::to_string(m) + ", in " + std::to_string(in) +
                              ", out " + std::to_string(out) + ", bias " + (has_bias ? "yes" : "no") +
                              ", " + activation_name(act) + (accumulate ? ", accumulate)" : ")");
     return create(key, what, [&](Entry& entry) {
-      const memory::desc src_md({m, in}, kF32, Tag::ab);
+      const auto wdt = layer.bf16 ? kBF16 : kF32;
+      const memory::desc src_md({m, in}, wdt, Tag::ab);
       const memory::desc dst_md({m, out}, kF32, Tag::ab);
       const memory::desc bias_md({1, out}, kF32, Tag::ab);
+      if (layer.bf16) {
+        const memory::desc f32_md({m, in}, kF32, Tag::ab);
+        entry.convert_src = memory(f32_md, engine_, nullptr);
+        entry.convert_dst = memory(src_md, engine_, nullptr);
+        entry.convert = dnnl::reorder(entry.convert_src, entry.convert_dst);
+        entry.convert_args = {{{DNNL_ARG_FROM, entry.convert_src.get()}, {DNNL_ARG_TO, entry.convert_dst.get()}}};
+        const std::size_t need = src_md.get_size();
+        if (need > bf16_workspace_bytes_) grow(bf16_workspace_, bf16_workspace_bytes_, need, "bf16 input workspace");
+      }
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       dnnl::post_ops ops;
@@ -397,7 +497,7 @@ class OnednnBackend : public Backend {
       if (!pd) {
         // oneDNN does not take the packed layout for this row count: run on plain weights, which
         // each layer materialises once (see plain_weights()).
-        pd = make_pd(memory::desc({in, out}, kF32, Tag::ab));
+        pd = make_pd(memory::desc({in, out}, wdt, Tag::ab));
         if (!pd) throw dnnl::error(dnnl_unimplemented, "no matmul implementation for plain weights");
         entry.uses_plain_weights = true;
         ++stats_.plain_weight_primitives;
@@ -416,7 +516,8 @@ class OnednnBackend : public Backend {
   const memory& plain_weights(const OnednnLinear& layer) {
     if (!layer.plain_weights) {
       try {
-        const memory::desc plain_md({layer.in_features(), layer.out_features()}, kF32, Tag::ab);
+        const memory::desc plain_md({layer.in_features(), layer.out_features()},
+                                    layer.bf16 ? kBF16 : kF32, Tag::ab);
         memory packed = layer.weights, plain(plain_md, engine_);
         dnnl::reorder(packed, plain).execute(stream_, packed, plain);
         layer.plain_weights = plain;
@@ -446,7 +547,11 @@ class OnednnBackend : public Backend {
 
   void execute(Entry& e, const char* op) {
     if (e.scratchpad) e.scratchpad.set_data_handle(scratchpad_.get());
-    dnnl_status_t status = dnnl_primitive_execute(e.primitive.get(), stream_.get(), e.nargs, e.args.data());
+    run(e.primitive, e.args.data(), e.nargs, op);
+  }
+
+  void run(const dnnl::primitive& p, const dnnl_exec_arg_t* args, int nargs, const char* op) {
+    dnnl_status_t status = dnnl_primitive_execute(p.get(), stream_.get(), nargs, args);
     if (status == dnnl_success) status = dnnl_stream_wait(stream_.get());
     if (status != dnnl_success)
       throw BackendError(std::string("oneDNN ") + op + ": execution failed with status " +
@@ -479,6 +584,9 @@ class OnednnBackend : public Backend {
   std::size_t scratchpad_bytes_ = 0;
   std::unique_ptr<void, AlignedFree> workspace_;  // packed softmax rows
   std::size_t workspace_bytes_ = 0;
+  std::unique_ptr<void, AlignedFree> bf16_workspace_;  // a bf16 linear's rounded input
+  std::size_t bf16_workspace_bytes_ = 0;
+  Precision precision_ = Precision::F32;
   onednn::BackendStats stats_;
 };
 

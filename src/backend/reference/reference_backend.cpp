@@ -1,10 +1,12 @@
 // Naive reference kernels. Slow on purpose: every value is computed the obvious way with double
 // accumulation, so op-parity tests have something independent of oneDNN to compare against.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "src/backend/backend.hpp"
+#include "src/tensor/tensor.hpp"
 
 namespace xcaption {
 namespace {
@@ -14,7 +16,10 @@ class ReferenceLinear : public PreparedLinear {
   ReferenceLinear(std::int64_t in, std::int64_t out) : PreparedLinear(in, out) {}
   std::vector<float> weight;  // (in, out)
   std::vector<float> bias;    // (out) or empty
+  bool bf16 = false;          // weight holds bf16-rounded values; inputs are rounded per call
 };
+
+float round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
 
 double apply_activation(double x, Activation act) {
   switch (act) {
@@ -32,6 +37,7 @@ class ReferenceBackend : public Backend {
  public:
   std::string name() const override { return "reference"; }
   void set_threads(int) override {}
+  void set_precision(Precision precision) override { precision_ = precision; }
 
   std::unique_ptr<PreparedLinear> prepare_linear(const float* weight, WeightLayout layout,
                                                  std::int64_t in, std::int64_t out,
@@ -42,7 +48,41 @@ class ReferenceBackend : public Backend {
       for (std::int64_t o = 0; o < out; ++o)
         p->weight[i * out + o] = layout == WeightLayout::InOut ? weight[i * out + o] : weight[o * in + i];
     if (bias) p->bias.assign(bias, bias + out);
+    if (precision_ == Precision::BF16) {
+      p->bf16 = true;
+      for (auto& w : p->weight) w = round_bf16(w);
+    }
     return p;
+  }
+
+  void weight_column(const PreparedLinear& layer, std::int64_t o, float* dst) override {
+    const auto& p = static_cast<const ReferenceLinear&>(layer);
+    for (std::int64_t i = 0; i < p.in_features(); ++i) dst[i] = p.weight[i * p.out_features() + o];
+  }
+
+  void one_query_attention(const OneQueryAttention& a) override {
+    std::vector<double> s(static_cast<std::size_t>(a.n));
+    for (std::int64_t r = 0; r < a.rows; ++r)
+      for (std::int64_t h = 0; h < a.heads; ++h) {
+        const float* q = a.q + r * a.q_ld + h * a.head_dim;
+        double mx = -1e300;
+        for (std::int64_t j = 0; j < a.n; ++j) {
+          const float* k = a.k + r * a.kv_row_stride + j * a.kv_ld + h * a.head_dim;
+          double dot = 0;
+          for (std::int64_t c = 0; c < a.head_dim; ++c) dot += double(q[c]) * k[c];
+          s[j] = dot * a.scale;
+          mx = std::max(mx, s[j]);
+        }
+        double sum = 0;
+        for (auto& x : s) sum += (x = std::exp(x - mx));
+        float* out = a.out + r * a.out_ld + h * a.head_dim;
+        for (std::int64_t c = 0; c < a.head_dim; ++c) {
+          double acc = 0;
+          for (std::int64_t j = 0; j < a.n; ++j)
+            acc += s[j] / sum * a.v[r * a.kv_row_stride + j * a.kv_ld + h * a.head_dim + c];
+          out[c] = static_cast<float>(acc);
+        }
+      }
   }
 
   void linear(const PreparedLinear& layer, const float* src, std::int64_t m, float* dst,
@@ -52,7 +92,8 @@ class ReferenceBackend : public Backend {
     for (std::int64_t r = 0; r < m; ++r) {
       for (std::int64_t o = 0; o < out; ++o) {
         double s = p.bias.empty() ? 0.0 : p.bias[o];
-        for (std::int64_t i = 0; i < in; ++i) s += double(src[r * in + i]) * p.weight[i * out + o];
+        for (std::int64_t i = 0; i < in; ++i)
+          s += double(p.bf16 ? round_bf16(src[r * in + i]) : src[r * in + i]) * p.weight[i * out + o];
         double v = apply_activation(s, act);
         if (accumulate) v += dst[r * out + o];
         dst[r * out + o] = static_cast<float>(v);
@@ -99,6 +140,9 @@ class ReferenceBackend : public Backend {
         dst[r * n + j] = static_cast<float>((x[j] - mean) * inv * gamma[j] + beta[j]);
     }
   }
+
+ private:
+  Precision precision_ = Precision::F32;
 };
 
 }  // namespace
