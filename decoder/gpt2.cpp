@@ -45,13 +45,27 @@ void Gpt2Decoder::append_expected(const Gpt2Config& c, const std::string& prefix
 }
 
 namespace {
-// GPT-2 Conv1D: weight (in, out), y = x·W + b.
+// GPT-2 Conv1D: weight (in, out), y = x·W + b. The first `scaled_out` output features (a query
+// projection) are multiplied by `scale` in the weights and bias.
 std::unique_ptr<PreparedLinear> load_conv1d(Backend& backend, const WeightStore& w,
                                             const std::string& name, std::int64_t in,
-                                            std::int64_t out, std::int64_t m_hint) {
+                                            std::int64_t out, std::int64_t m_hint,
+                                            std::int64_t scaled_out = 0, float scale = 1.0f) {
   FloatBuffer weight = w.load(name + ".weight");
   FloatBuffer bias = w.load(name + ".bias");
+  if (scaled_out > 0 && scale != 1.0f) {
+    for (std::int64_t i = 0; i < in; ++i)
+      for (std::int64_t o = 0; o < scaled_out; ++o) weight.data()[i * out + o] *= scale;
+    for (std::int64_t o = 0; o < scaled_out; ++o) bias.data()[o] *= scale;
+  }
   return backend.prepare_linear(weight.data(), WeightLayout::InOut, in, out, bias.data(), m_hint);
+}
+
+// True when multiplying by `scale` is exact in binary floating point (a power of two), so that
+// folding it into the query weights gives bit-identical scores: (q·s)·k == (q·k)·s.
+bool exact_scale(float scale) {
+  int exponent = 0;
+  return scale > 0 && std::frexp(scale, &exponent) == 0.5f;
 }
 }  // namespace
 
@@ -62,18 +76,20 @@ Gpt2Decoder::Gpt2Decoder(const Gpt2Config& config, Backend& backend, const Weigh
   const std::int64_t d = config.n_embd, inner = config.n_inner, heads = config.n_head;
   const float eps = static_cast<float>(config.layer_norm_epsilon);
   const std::string t = prefix + "transformer.";
-  wte_ = w.load(t + "wte.weight");
   wpe_ = w.load(t + "wpe.weight");
   ln_f_ = load_layer_norm(w, t + "ln_f", eps);
   {
-    // A tied decoder ignores any lm_head.weight in the file, as transformers does.
-    FloatBuffer own;
-    const float* weight = wte_.data();
-    if (!config.tie_word_embeddings) {
-      own = w.load(prefix + "lm_head.weight");
-      weight = own.data();
+    // A tied decoder ignores any lm_head.weight in the file, as transformers does. Its token
+    // embeddings are then read back from the prepared head (Backend::weight_column), so the
+    // (V, D) matrix is held once.
+    FloatBuffer wte = w.load(t + "wte.weight");
+    if (config.tie_word_embeddings) {
+      lm_head_ = backend.prepare_linear(wte.data(), WeightLayout::OutIn, d, config.vocab_size, nullptr, rows_hint);
+    } else {
+      FloatBuffer head = w.load(prefix + "lm_head.weight");
+      lm_head_ = backend.prepare_linear(head.data(), WeightLayout::OutIn, d, config.vocab_size, nullptr, rows_hint);
+      wte_ = std::move(wte);
     }
-    lm_head_ = backend.prepare_linear(weight, WeightLayout::OutIn, d, config.vocab_size, nullptr, rows_hint);
   }
 
   const float head_scale = config.scale_attn_weights
@@ -85,19 +101,21 @@ Gpt2Decoder::Gpt2Decoder(const Gpt2Config& config, Backend& backend, const Weigh
     layer.ln_1 = load_layer_norm(w, n + "ln_1", eps);
     layer.ln_cross_attn = load_layer_norm(w, n + "ln_cross_attn", eps);
     layer.ln_2 = load_layer_norm(w, n + "ln_2", eps);
-    layer.c_attn = load_conv1d(backend, w, n + "attn.c_attn", d, 3 * d, rows_hint);
+    // ref: GPT2Attention._attn: scores / sqrt(head_dim), then / (layer_idx + 1) when
+    // scale_attn_by_inverse_layer_idx (self- and cross-attention alike). A power-of-two scale is
+    // folded into the query weights (exact); any other stays a multiplication of the scores.
+    float scale = head_scale;
+    if (config.scale_attn_by_inverse_layer_idx) scale /= static_cast<float>(l + 1);
+    const float fold = exact_scale(scale) ? scale : 1.0f;
+    layer.self_scale = layer.cross_scale = scale / fold;
+    layer.c_attn = load_conv1d(backend, w, n + "attn.c_attn", d, 3 * d, rows_hint, d, fold);
     layer.c_proj = load_conv1d(backend, w, n + "attn.c_proj", d, d, rows_hint);
-    layer.q_attn = load_conv1d(backend, w, n + "crossattention.q_attn", d, d, rows_hint);
+    layer.q_attn = load_conv1d(backend, w, n + "crossattention.q_attn", d, d, rows_hint, d, fold);
     layer.cross_c_attn = load_conv1d(backend, w, n + "crossattention.c_attn", d, 2 * d,
                                       encoder_tokens_hint);
     layer.cross_c_proj = load_conv1d(backend, w, n + "crossattention.c_proj", d, d, rows_hint);
     layer.c_fc = load_conv1d(backend, w, n + "mlp.c_fc", d, inner, rows_hint);
     layer.mlp_c_proj = load_conv1d(backend, w, n + "mlp.c_proj", inner, d, rows_hint);
-    // ref: GPT2Attention._attn: scores / sqrt(head_dim), then / (layer_idx + 1) when
-    // scale_attn_by_inverse_layer_idx (self- and cross-attention alike).
-    float scale = head_scale;
-    if (config.scale_attn_by_inverse_layer_idx) scale /= static_cast<float>(l + 1);
-    layer.self_scale = layer.cross_scale = scale;
     layers_.push_back(std::move(layer));
   }
 }
@@ -127,7 +145,7 @@ void Gpt2Decoder::reserve(std::int64_t max_rows, std::int64_t max_positions,
   q_.resize(rows * d);
   context_.resize(rows * d);
   mlp_.resize(rows * static_cast<std::size_t>(config_.n_inner));
-  scores_.resize(heads * std::max(rows * enc, pos));
+  scores_.resize(heads * rows * std::max(enc, pos));
   rows_ = position_ = encoder_tokens_ = 0;
 }
 
@@ -155,9 +173,13 @@ void Gpt2Decoder::step(const std::int64_t* tokens, float* logits, float* cross_a
   for (std::int64_t r = 0; r < m; ++r) {
     if (tokens[r] < 0 || tokens[r] >= config_.vocab_size)
       throw InputError(fmt::format("token id {} is outside the vocabulary (size {})", tokens[r], config_.vocab_size));
-    const float* te = wte_.data() + tokens[r] * d;
+    float* xr = x + r * d;
+    if (wte_.size() > 0)
+      std::memcpy(xr, wte_.data() + tokens[r] * d, sizeof(float) * d);
+    else
+      backend_.weight_column(*lm_head_, tokens[r], xr);  // tied: the head's column is the embedding
     const float* pe = wpe_.data() + pos * d;
-    for (std::int64_t i = 0; i < d; ++i) x[r * d + i] = te[i] + pe[i];
+    for (std::int64_t i = 0; i < d; ++i) xr[i] += pe[i];
   }
 
   for (std::int64_t l = 0; l < layers; ++l) {
@@ -172,12 +194,9 @@ void Gpt2Decoder::step(const std::int64_t* tokens, float* logits, float* cross_a
       std::memcpy(krow, qkv_.data() + r * 3 * d + d, sizeof(float) * d);
       std::memcpy(vrow, qkv_.data() + r * 3 * d + 2 * d, sizeof(float) * d);
     }
-    for (std::int64_t r = 0; r < m; ++r) {
-      const float* kbase = layer.k_cache.data() + r * max_positions_ * d;
-      const float* vbase = layer.v_cache.data() + r * max_positions_ * d;
-      ops::attention(backend_, {qkv_.data() + r * 3 * d, 3 * d, kbase, d, vbase, d, 1, pos + 1, heads,
-                                hd, layer.self_scale, scores_.data(), context_.data() + r * d, d});
-    }
+    ops::one_query_attention(backend_, {qkv_.data(), 3 * d, layer.k_cache.data(), layer.v_cache.data(),
+                                        max_positions_ * d, d, m, pos + 1, heads, hd, layer.self_scale,
+                                        scores_.data(), context_.data(), d});
     ops::linear(backend_, *layer.c_proj, context_.data(), m, x, Activation::None, true);
 
     // Cross-attention: every row queries the same encoder keys/values.

@@ -71,7 +71,7 @@ class Gpt2Decoder {
 
   Gpt2Config config_;
   Backend& backend_;
-  FloatBuffer wte_;  // (V, D)
+  FloatBuffer wte_;  // (V, D) of an untied decoder; a tied one reads lm_head_'s columns
   FloatBuffer wpe_;  // (n_positions, D)
   std::unique_ptr<PreparedLinear> lm_head_;
   ops::LayerNorm ln_f_;
