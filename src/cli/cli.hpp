@@ -39,9 +39,11 @@ po::variables_map parse(const std::string& command, int argc, char** argv,
 void print_help(const std::string& usage, const std::string& summary,
                 const po::options_description& options, const std::string& details = "");
 
-/// --model and --threads, shared by every command that loads a model.
+/// --model, --threads and --dtype, shared by every command that loads a model.
 void add_model_options(po::options_description& options);
 std::filesystem::path model_dir(const po::variables_map& vm);
+/// --dtype f32|bf16 (UsageError otherwise).
+ComputeType compute_type(const po::variables_map& vm);
 Captioner load_captioner(const po::variables_map& vm);
 
 /// Maps an exception to its exit code and prints "xcaption: error: ..." to stderr.
@@ -50,5 +52,6 @@ int report_error(const std::exception& e);
 int cmd_caption(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 }  // namespace xcaption::cli

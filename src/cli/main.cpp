@@ -19,6 +19,7 @@ const Command kCommands[] = {
     {"caption", xcaption::cli::cmd_caption, "caption images (plain text or JSON lines)"},
     {"info", xcaption::cli::cmd_info, "show what a model folder contains"},
     {"tokenize", xcaption::cli::cmd_tokenize, "text -> token ids, or ids -> text with --decode"},
+    {"bench", xcaption::cli::cmd_bench, "time each stage and compare with the machine's roofline"},
 };
 
 void print_usage(std::FILE* out) {
