@@ -61,25 +61,27 @@ class ReferenceBackend : public Backend {
   }
 
   void one_query_attention(const OneQueryAttention& a) override {
-    std::vector<double> s(static_cast<std::size_t>(a.n));
+    // Scores and probabilities in double; the probabilities are stored in the caller's float
+    // workspace (no allocation here either, so that tests can count the model's own).
     for (std::int64_t r = 0; r < a.rows; ++r)
       for (std::int64_t h = 0; h < a.heads; ++h) {
         const float* q = a.q + r * a.q_ld + h * a.head_dim;
-        double mx = -1e300;
-        for (std::int64_t j = 0; j < a.n; ++j) {
+        auto score = [&](std::int64_t j) {
           const float* k = a.k + r * a.kv_row_stride + j * a.kv_ld + h * a.head_dim;
           double dot = 0;
           for (std::int64_t c = 0; c < a.head_dim; ++c) dot += double(q[c]) * k[c];
-          s[j] = dot * a.scale;
-          mx = std::max(mx, s[j]);
-        }
-        double sum = 0;
-        for (auto& x : s) sum += (x = std::exp(x - mx));
+          return dot * a.scale;
+        };
+        double mx = -1e300, sum = 0;
+        for (std::int64_t j = 0; j < a.n; ++j) mx = std::max(mx, score(j));
+        for (std::int64_t j = 0; j < a.n; ++j) sum += std::exp(score(j) - mx);
+        float* p = a.scores + (r * a.heads + h) * a.n;
+        for (std::int64_t j = 0; j < a.n; ++j) p[j] = static_cast<float>(std::exp(score(j) - mx) / sum);
         float* out = a.out + r * a.out_ld + h * a.head_dim;
         for (std::int64_t c = 0; c < a.head_dim; ++c) {
           double acc = 0;
           for (std::int64_t j = 0; j < a.n; ++j)
-            acc += s[j] / sum * a.v[r * a.kv_row_stride + j * a.kv_ld + h * a.head_dim + c];
+            acc += double(p[j]) * a.v[r * a.kv_row_stride + j * a.kv_ld + h * a.head_dim + c];
           out[c] = static_cast<float>(acc);
         }
       }
