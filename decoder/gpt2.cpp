@@ -202,14 +202,14 @@ void Gpt2Decoder::step(const std::int64_t* tokens, float* logits, float* cross_a
     // Cross-attention: every row queries the same encoder keys/values.
     ops::layer_norm(backend_, layer.ln_cross_attn, x, normed_.data(), m);
     ops::linear(backend_, *layer.q_attn, normed_.data(), m, q_.data());
-    ops::attention(backend_, {q_.data(), d, layer.cross_kv.data(), 2 * d, layer.cross_kv.data() + d, 2 * d,
-                              m, s, heads, hd, layer.cross_scale, scores_.data(), context_.data(), d});
+    ops::one_query_attention(backend_, {q_.data(), d, layer.cross_kv.data(), layer.cross_kv.data() + d,
+                                        /*shared by all rows*/ 0, 2 * d, m, s, heads, hd, layer.cross_scale,
+                                        scores_.data(), context_.data(), d});
     if (cross_attention) {
-      // scores_ holds probabilities (heads, rows, s); output wants (rows, layers, heads, s).
+      // scores_ holds probabilities (rows, heads, s); output wants (rows, layers, heads, s).
       for (std::int64_t r = 0; r < m; ++r)
-        for (std::int64_t h = 0; h < heads; ++h)
-          std::memcpy(cross_attention + ((r * layers + l) * heads + h) * s,
-                      scores_.data() + (h * m + r) * s, sizeof(float) * s);
+        std::memcpy(cross_attention + (r * layers + l) * heads * s, scores_.data() + r * heads * s,
+                    sizeof(float) * heads * s);
     }
     ops::linear(backend_, *layer.cross_c_proj, context_.data(), m, x, Activation::None, true);
 

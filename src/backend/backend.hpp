@@ -28,11 +28,13 @@ struct Strided3 {
   std::int64_t batch, row, col;
 };
 
-/// Attention of one new query row per sequence over that sequence's own cached keys/values (the
-/// decoder's self-attention during generation). For row r and head h, with d = head_dim:
+/// Attention of one new query row per sequence (the decoder at each generated token). For row r
+/// and head h, with d = head_dim:
 ///   p = softmax(scale · q[r, h·d .. h·d+d) · K_rᵀ) over the n keys, out[r, h·d ..) = p · V_r,
 /// where key j of row r starts at k + r·kv_row_stride + j·kv_ld (heads side by side, as in q),
-/// and V likewise. `scores` is a workspace of rows·heads·n floats.
+/// and V likewise. kv_row_stride is each row's own cache for self-attention, 0 when all rows read
+/// the same keys/values (cross-attention). `scores`: rows·heads·n floats; on return it holds the
+/// probabilities p, (rows, heads, n).
 struct OneQueryAttention {
   const float* q;
   std::int64_t q_ld;

@@ -53,8 +53,8 @@ void one_query_attention(Backend& backend, const OneQueryAttention& a) {
   const std::int64_t width = a.heads * a.head_dim;
   require(a.q_ld >= width && a.kv_ld >= width && a.out_ld >= width, "one_query_attention",
           "row stride smaller than heads * head_dim");
-  require(a.rows == 1 || a.kv_row_stride >= a.n * a.kv_ld, "one_query_attention",
-          "sequences' keys/values overlap (kv_row_stride < n * kv_ld)");
+  require(a.rows == 1 || a.kv_row_stride == 0 || a.kv_row_stride >= a.n * a.kv_ld, "one_query_attention",
+          "sequences' keys/values overlap (kv_row_stride neither 0 nor >= n * kv_ld)");
   backend.one_query_attention(a);
 }
 

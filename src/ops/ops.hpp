@@ -48,9 +48,10 @@ struct AttentionArgs {
 };
 void attention(Backend& backend, const AttentionArgs& args);
 
-/// One query row per sequence against that sequence's own keys/values (see OneQueryAttention in
-/// src/backend/backend.hpp): the decoder's self-attention at each generated token, all rows and
-/// heads in one call. Throws InputError on null buffers, empty shapes or overlapping strides.
+/// One query row per sequence against that sequence's own keys/values, or against keys/values
+/// shared by all rows (see OneQueryAttention in src/backend/backend.hpp): the decoder's self- and
+/// cross-attention at each generated token, all rows and heads in one call. Throws InputError on
+/// null buffers, empty shapes or overlapping strides.
 void one_query_attention(Backend& backend, const OneQueryAttention& args);
 
 }  // namespace xcaption::ops

@@ -176,6 +176,25 @@ TEST_CASE("one_query_attention matches the reference and per-row attention", "[p
     CHECK(max_rel(out_dnn, out_ref) <= 1e-5);
     CHECK(max_rel(out_dnn, out_loop) <= 1e-5);
   }
+  {  // Keys/values shared by every row (cross-attention) against the general op with tq = rows.
+    const std::int64_t rows = 4, n = 197, heads = 12, hd = 64, width = heads * hd;
+    const auto q = randn(static_cast<std::size_t>(rows * width), 21);
+    const auto kv = randn(static_cast<std::size_t>(n * 2 * width), 22);
+    std::vector<float> scores(static_cast<std::size_t>(rows * heads * n)), big(scores.size());
+    std::vector<float> out(static_cast<std::size_t>(rows * width)), want(out.size());
+    ops::one_query_attention(*dnn, {q.data(), width, kv.data(), kv.data() + width, 0, 2 * width, rows, n,
+                                    heads, hd, 0.125f, scores.data(), out.data(), width});
+    ops::attention(*dnn, {q.data(), width, kv.data(), 2 * width, kv.data() + width, 2 * width, rows, n,
+                          heads, hd, 0.125f, big.data(), want.data(), width});
+    CHECK(max_rel(out, want) <= 1e-5);
+    // scores: (rows, heads, n) probabilities; the general op leaves (heads, rows, n).
+    double worst = 0;
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t h = 0; h < heads; ++h)
+        for (std::int64_t j = 0; j < n; ++j)
+          worst = std::max(worst, std::abs(double(scores[(r * heads + h) * n + j]) - big[(h * rows + r) * n + j]));
+    CHECK(worst <= 1e-6);
+  }
   std::vector<float> buf(64);
   CHECK_THROWS_AS(ops::one_query_attention(*dnn, {buf.data(), 8, buf.data(), buf.data(), 8, 8, 2, 2, 2, 4, 1.0f,
                                                   buf.data(), buf.data(), 8}),
