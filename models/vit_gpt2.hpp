@@ -44,6 +44,9 @@ class VitGpt2Model : public StepModel {
     decoder_.step(tokens, logits, attention);
   }
   void reorder(const std::int64_t* src) override { decoder_.reorder(src); }
+  void log_softmax(const float* logits, std::int64_t rows, float* dst) override {
+    ops::log_softmax(backend_, logits, dst, rows, decoder_.vocab_size());
+  }
 
  private:
   Backend& backend_;

@@ -106,6 +106,10 @@ class Backend {
   /// data + r*ld.
   virtual void softmax(float* data, std::int64_t rows, std::int64_t n, std::int64_t ld) = 0;
 
+  /// dst = log_softmax(src) over each of `rows` dense rows of n values (x - max - log Σ exp(x - max),
+  /// float32). src and dst do not alias.
+  virtual void log_softmax(const float* src, float* dst, std::int64_t rows, std::int64_t n) = 0;
+
   /// dst = (src - mean) / sqrt(var + eps) * gamma + beta for each row of n contiguous values
   /// (biased variance, as torch.nn.LayerNorm). src and dst may be the same buffer.
   virtual void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t n,

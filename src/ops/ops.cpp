@@ -28,6 +28,13 @@ void layer_norm(Backend& backend, const LayerNorm& ln, const float* src, float* 
   backend.layer_norm(src, dst, rows, ln.size(), ln.gamma.data(), ln.beta.data(), ln.eps);
 }
 
+void log_softmax(Backend& backend, const float* src, float* dst, std::int64_t rows, std::int64_t n) {
+  require(src && dst, "log_softmax", "null buffer");
+  require(rows > 0 && n > 0, "log_softmax", "empty input");
+  require(src != dst, "log_softmax", "src and dst must not alias");
+  backend.log_softmax(src, dst, rows, n);
+}
+
 void attention(Backend& backend, const AttentionArgs& a) {
   require(a.q && a.k && a.v && a.scores && a.out, "attention", "null buffer");
   require(a.tq > 0 && a.tk > 0 && a.heads > 0 && a.head_dim > 0, "attention", "empty shape");

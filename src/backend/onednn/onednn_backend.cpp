@@ -86,7 +86,7 @@ class OnednnLinear : public PreparedLinear {
   mutable memory plain_weights;  // (in, out) row-major, made on first need by a fallback primitive
 };
 
-enum class Op : std::int64_t { Linear = 1, BatchedMatmul, Softmax, LayerNorm };
+enum class Op : std::int64_t { Linear = 1, BatchedMatmul, Softmax, LayerNorm, LogSoftmax };
 
 // Every parameter that changes the primitive, padded with zeros. The thread count is part of it:
 // oneDNN fixes the number of threads (and the scratchpad size) when the primitive is created.
@@ -369,6 +369,34 @@ class OnednnBackend : public Backend {
     e.src.set_data_handle(packed);
     execute(e, "softmax");
     for (std::int64_t r = 0; r < rows; ++r) std::memcpy(data + r * ld, packed + r * n, row_bytes);
+  }
+
+  void log_softmax(const float* src, float* dst, std::int64_t rows, std::int64_t n) override {
+    if (rows == 0 || n == 0) return;
+    sync_threads();
+    const Key key{{static_cast<std::int64_t>(Op::LogSoftmax), rows, n, threads_}};
+    Entry* e = find(key);
+    if (!e) {
+      const std::string what = "log_softmax (rows " + std::to_string(rows) + ", n " + std::to_string(n) + ")";
+      e = &create(key, what, [&](Entry& entry) {
+        const memory::desc md({rows, n}, kF32, Tag::ab);
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        const dnnl::softmax_v2_forward::primitive_desc pd(
+            dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::softmax_log,
+                                           md, md, 1),
+            attr, engine_);
+        entry.primitive = dnnl::softmax_v2_forward(pd);
+        entry.src = memory(md, engine_, nullptr);
+        entry.dst = memory(md, engine_, nullptr);
+        entry.bind(DNNL_ARG_SRC, entry.src.get());
+        entry.bind(DNNL_ARG_DST, entry.dst.get());
+        return dnnl::primitive_desc(pd);
+      });
+    }
+    e->src.set_data_handle(const_cast<float*>(src));
+    e->dst.set_data_handle(dst);
+    execute(*e, "log_softmax");
   }
 
   void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t n,

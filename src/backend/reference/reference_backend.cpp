@@ -128,6 +128,17 @@ class ReferenceBackend : public Backend {
     }
   }
 
+  void log_softmax(const float* src, float* dst, std::int64_t rows, std::int64_t n) override {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* x = src + r * n;
+      double mx = x[0], sum = 0;
+      for (std::int64_t j = 1; j < n; ++j) mx = std::max(mx, double(x[j]));
+      for (std::int64_t j = 0; j < n; ++j) sum += std::exp(double(x[j]) - mx);
+      const double lse = mx + std::log(sum);
+      for (std::int64_t j = 0; j < n; ++j) dst[r * n + j] = static_cast<float>(double(x[j]) - lse);
+    }
+  }
+
   void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t n,
                   const float* gamma, const float* beta, float eps) override {
     for (std::int64_t r = 0; r < rows; ++r) {
