@@ -65,6 +65,7 @@ class Gpt2Decoder {
     std::unique_ptr<PreparedLinear> c_fc, mlp_c_proj;
     float self_scale = 1.0f, cross_scale = 1.0f;
     FloatBuffer cross_kv;         // (S, 2D): keys | values, computed once per image
+    FloatBuffer cross_k, cross_v; // (H, S, hd): the same, head-major, what each step reads
     FloatBuffer k_cache, v_cache; // (max_rows, max_positions, D)
     FloatBuffer k_spare, v_spare; // reorder targets, swapped in
   };

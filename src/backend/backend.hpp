@@ -31,9 +31,11 @@ struct Strided3 {
 /// Attention of one new query row per sequence (the decoder at each generated token). For row r
 /// and head h, with d = head_dim:
 ///   p = softmax(scale · q[r, h·d .. h·d+d) · K_rᵀ) over the n keys, out[r, h·d ..) = p · V_r,
-/// where key j of row r starts at k + r·kv_row_stride + j·kv_ld (heads side by side, as in q),
-/// and V likewise. kv_row_stride is each row's own cache for self-attention, 0 when all rows read
-/// the same keys/values (cross-attention). `scores`: rows·heads·n floats; on return it holds the
+/// where head h of key j of row r starts at k + r·kv_row_stride + h·kv_head_stride + j·kv_ld, and
+/// V likewise: heads side by side in a row (kv_head_stride = head_dim, kv_ld >= heads·head_dim),
+/// or head-major blocks (kv_head_stride >= n·kv_ld, kv_ld = head_dim), which read sequentially.
+/// kv_row_stride is each row's own cache for self-attention, 0 when all rows read the same
+/// keys/values (cross-attention). `scores`: rows·heads·n floats; on return it holds the
 /// probabilities p, (rows, heads, n).
 struct OneQueryAttention {
   const float* q;
@@ -41,6 +43,7 @@ struct OneQueryAttention {
   const float* k;
   const float* v;
   std::int64_t kv_row_stride;
+  std::int64_t kv_head_stride;
   std::int64_t kv_ld;
   std::int64_t rows;
   std::int64_t n;

@@ -1,5 +1,7 @@
 #include "src/ops/ops.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include <xcaption/errors.hpp>
@@ -58,10 +60,14 @@ void one_query_attention(Backend& backend, const OneQueryAttention& a) {
   require(a.q && a.k && a.v && a.scores && a.out, "one_query_attention", "null buffer");
   require(a.rows > 0 && a.n > 0 && a.heads > 0 && a.head_dim > 0, "one_query_attention", "empty shape");
   const std::int64_t width = a.heads * a.head_dim;
-  require(a.q_ld >= width && a.kv_ld >= width && a.out_ld >= width, "one_query_attention",
-          "row stride smaller than heads * head_dim");
-  require(a.rows == 1 || a.kv_row_stride == 0 || a.kv_row_stride >= a.n * a.kv_ld, "one_query_attention",
-          "sequences' keys/values overlap (kv_row_stride neither 0 nor >= n * kv_ld)");
+  require(a.q_ld >= width && a.out_ld >= width, "one_query_attention", "row stride smaller than heads * head_dim");
+  const bool side_by_side = a.kv_head_stride == a.head_dim && a.kv_ld >= width;
+  const bool head_major = a.kv_ld >= a.head_dim && a.kv_head_stride >= a.n * a.kv_ld;
+  require(side_by_side || head_major, "one_query_attention",
+          "keys/values neither heads side by side (head stride = head_dim, row >= heads * head_dim) nor "
+          "head-major (head stride >= n * kv_ld)");
+  require(a.rows == 1 || a.kv_row_stride == 0 || a.kv_row_stride >= a.n * std::max(a.kv_ld, a.kv_head_stride),
+          "one_query_attention", "sequences' keys/values overlap (kv_row_stride neither 0 nor large enough)");
   backend.one_query_attention(a);
 }
 

@@ -21,6 +21,8 @@
 #include "encoders/image_processor.hpp"
 #include "models/vit_gpt2.hpp"
 #include "src/backend/backend.hpp"
+#include "src/backend/onednn/onednn_backend.hpp"
+#include "src/backend/onednn/small_m.hpp"
 #include "src/generate/generate.hpp"
 #include "src/io/model_config.hpp"
 #include "src/io/weights.hpp"
@@ -124,6 +126,48 @@ TEST_CASE("bf16 linear equals the reference's bf16 emulation and stays near floa
   }
 }
 
+TEST_CASE("small-M kernels equal oneDNN matmul and the reference, f32 and bf16", "[perf][ops]") {
+  onednn::BackendOptions no_small;
+  no_small.small_m_kernels = false;
+  for (const Precision p : {Precision::F32, Precision::BF16}) {
+    auto fast = make_onednn_backend();
+    auto matmul = onednn::make_backend(no_small);
+    auto ref = make_reference_backend();
+    for (Backend* b : {fast.get(), matmul.get(), ref.get()}) b->set_precision(p);
+    struct Case {
+      std::int64_t in, out;
+      WeightLayout layout;
+      bool bias;
+    };
+    for (const Case& c : {Case{768, 3072, WeightLayout::InOut, true}, Case{37, 50, WeightLayout::OutIn, true},
+                          Case{63, 1000, WeightLayout::OutIn, false}, Case{96, 130, WeightLayout::InOut, true}}) {
+      const auto w = randn(static_cast<std::size_t>(c.in * c.out), 31, 0.05f);
+      const auto bias = randn(static_cast<std::size_t>(c.out), 32, 0.1f);
+      auto lf = fast->prepare_linear(w.data(), c.layout, c.in, c.out, c.bias ? bias.data() : nullptr, 1);
+      auto lm = matmul->prepare_linear(w.data(), c.layout, c.in, c.out, c.bias ? bias.data() : nullptr, 1);
+      auto lr = ref->prepare_linear(w.data(), c.layout, c.in, c.out, c.bias ? bias.data() : nullptr, 1);
+      for (std::int64_t m = 1; m <= 5; ++m)
+        for (const auto& [act, acc] : {std::pair{Activation::None, false}, std::pair{Activation::None, true},
+                                       std::pair{Activation::GeluTanh, false}, std::pair{Activation::GeluErf, false}}) {
+          const auto src = randn(static_cast<std::size_t>(m * c.in), 33 + static_cast<std::uint32_t>(m));
+          const auto init = randn(static_cast<std::size_t>(m * c.out), 40);
+          auto yf = init, ym = init, yr = init;
+          const auto calls = onednn::stats(*fast).small_m_calls;
+          fast->linear(*lf, src.data(), m, yf.data(), act, acc);
+          matmul->linear(*lm, src.data(), m, ym.data(), act, acc);
+          ref->linear(*lr, src.data(), m, yr.data(), act, acc);
+          INFO(fmt::format("{} in {} out {} m {} act {} accumulate {}", p == Precision::BF16 ? "bf16" : "f32",
+                           c.in, c.out, m, static_cast<int>(act), acc));
+          CHECK(max_rel(yf, yr) <= 2e-5);
+          CHECK(max_rel(yf, ym) <= 2e-5);
+          // The small-M path really ran for m <= 4 (on CPUs that have it).
+          if (onednn::small_m_supported(p == Precision::BF16))
+            CHECK(onednn::stats(*fast).small_m_calls - calls == (m <= onednn::kSmallMMaxRows ? 1 : 0));
+        }
+    }
+  }
+}
+
 TEST_CASE("weight_column returns the prepared weights' columns, in f32 and bf16", "[perf][ops]") {
   for (const Precision p : {Precision::F32, Precision::BF16}) {
     auto dnn = make_onednn_backend();
@@ -160,7 +204,7 @@ TEST_CASE("one_query_attention matches the reference and per-row attention", "[p
     const auto v = randn(static_cast<std::size_t>(rows * max_pos * width), 13);
     std::vector<float> scores(static_cast<std::size_t>(rows * heads * n));
     std::vector<float> out_dnn(static_cast<std::size_t>(rows * width)), out_ref = out_dnn, out_loop = out_dnn;
-    const OneQueryAttention args{q.data(), q_ld, k.data(), v.data(), max_pos * width, width, rows, n,
+    const OneQueryAttention args{q.data(), q_ld, k.data(), v.data(), max_pos * width, hd, width, rows, n,
                                  heads, hd, 0.3f, scores.data(), out_dnn.data(), width};
     ops::one_query_attention(*dnn, args);
     OneQueryAttention a_ref = args;
@@ -182,7 +226,7 @@ TEST_CASE("one_query_attention matches the reference and per-row attention", "[p
     const auto kv = randn(static_cast<std::size_t>(n * 2 * width), 22);
     std::vector<float> scores(static_cast<std::size_t>(rows * heads * n)), big(scores.size());
     std::vector<float> out(static_cast<std::size_t>(rows * width)), want(out.size());
-    ops::one_query_attention(*dnn, {q.data(), width, kv.data(), kv.data() + width, 0, 2 * width, rows, n,
+    ops::one_query_attention(*dnn, {q.data(), width, kv.data(), kv.data() + width, 0, hd, 2 * width, rows, n,
                                     heads, hd, 0.125f, scores.data(), out.data(), width});
     ops::attention(*dnn, {q.data(), width, kv.data(), 2 * width, kv.data() + width, 2 * width, rows, n,
                           heads, hd, 0.125f, big.data(), want.data(), width});
@@ -194,14 +238,28 @@ TEST_CASE("one_query_attention matches the reference and per-row attention", "[p
         for (std::int64_t j = 0; j < n; ++j)
           worst = std::max(worst, std::abs(double(scores[(r * heads + h) * n + j]) - big[(h * rows + r) * n + j]));
     CHECK(worst <= 1e-6);
+    // The same keys/values head-major: (heads, n, hd) blocks.
+    std::vector<float> kh(static_cast<std::size_t>(n * width)), vh(kh.size()), out_hm(out.size());
+    for (std::int64_t h = 0; h < heads; ++h)
+      for (std::int64_t j = 0; j < n; ++j)
+        for (std::int64_t c = 0; c < hd; ++c) {
+          kh[(h * n + j) * hd + c] = kv[j * 2 * width + h * hd + c];
+          vh[(h * n + j) * hd + c] = kv[j * 2 * width + width + h * hd + c];
+        }
+    ops::one_query_attention(*dnn, {q.data(), width, kh.data(), vh.data(), 0, n * hd, hd, rows, n, heads, hd,
+                                    0.125f, scores.data(), out_hm.data(), width});
+    CHECK(max_rel(out_hm, want) <= 1e-5);
   }
   std::vector<float> buf(64);
-  CHECK_THROWS_AS(ops::one_query_attention(*dnn, {buf.data(), 8, buf.data(), buf.data(), 8, 8, 2, 2, 2, 4, 1.0f,
+  CHECK_THROWS_AS(ops::one_query_attention(*dnn, {buf.data(), 8, buf.data(), buf.data(), 8, 4, 8, 2, 2, 2, 4, 1.0f,
                                                   buf.data(), buf.data(), 8}),
                   InputError);  // rows' keys overlap
-  CHECK_THROWS_AS(ops::one_query_attention(*dnn, {buf.data(), 4, buf.data(), buf.data(), 64, 8, 1, 2, 2, 4, 1.0f,
+  CHECK_THROWS_AS(ops::one_query_attention(*dnn, {buf.data(), 4, buf.data(), buf.data(), 64, 4, 8, 1, 2, 2, 4, 1.0f,
                                                   buf.data(), buf.data(), 8}),
                   InputError);  // q_ld < heads * head_dim
+  CHECK_THROWS_AS(ops::one_query_attention(*dnn, {buf.data(), 8, buf.data(), buf.data(), 0, 6, 4, 1, 2, 2, 4, 1.0f,
+                                                  buf.data(), buf.data(), 8}),
+                  InputError);  // head-major blocks overlap
 }
 
 TEST_CASE("bf16 model stays close to float32 on the tiny checkpoints", "[perf][golden]") {

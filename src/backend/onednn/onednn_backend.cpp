@@ -28,6 +28,7 @@
 #include <xcaption/errors.hpp>
 
 #include "src/backend/backend.hpp"
+#include "src/backend/onednn/small_m.hpp"
 #include "src/tensor/tensor.hpp"
 
 namespace xcaption {
@@ -84,10 +85,12 @@ class OnednnLinear : public PreparedLinear {
   memory bias;               // (1, out), empty when the layer has none
   int format_id = -1;        // index of the prepared layout in the backend's layout table
   bool bf16 = false;         // weights are bf16; inputs are converted to bf16 per call
+  bool small_m = false;      // the packed layout is one the small-M kernels read
+  std::int64_t padded_in = 0;
   mutable memory plain_weights;  // (in, out) row-major, made on first need by a fallback primitive
 };
 
-enum class Op : std::int64_t { Linear = 1, BatchedMatmul, Softmax, LayerNorm, LogSoftmax };
+enum class Op : std::int64_t { Linear = 1, BatchedMatmul, Softmax, LayerNorm, LogSoftmax, Eltwise };
 
 // Every parameter that changes the primitive, padded with zeros. The thread count is part of it:
 // oneDNN fixes the number of threads (and the scratchpad size) when the primitive is created.
@@ -150,6 +153,44 @@ void to_bf16(const float* src, std::uint16_t* dst, std::int64_t n) {
       to_bf16_avx512(src + begin, dst + begin, count);
     } else {
       for (std::int64_t i = 0; i < count; ++i) dst[begin + i] = f32_to_bf16(src[begin + i]);
+    }
+  }
+}
+
+// The decoder's attention for one query row per sequence (Backend::one_query_attention). Clones
+// for AVX-512 and AVX2 give the dot products and the weighted sums full-width vectors; the library
+// itself is built for baseline x86-64.
+__attribute__((target_clones("avx512f", "avx2", "fma", "default")))
+void one_query_attention_kernel(const OneQueryAttention& a) {
+  const std::int64_t tasks = a.rows * a.heads, hd = a.head_dim, n = a.n;
+  // Each (row, head) is a few thousand FLOPs: threads pay off only for long sequences.
+  const bool parallel = tasks > 1 && tasks * n * hd >= (1 << 16);
+#pragma omp parallel for schedule(static) if (parallel)
+  for (std::int64_t t = 0; t < tasks; ++t) {
+    const std::int64_t r = t / a.heads, h = t % a.heads;
+    const float* q = a.q + r * a.q_ld + h * hd;
+    const float* k = a.k + r * a.kv_row_stride + h * a.kv_head_stride;
+    const float* v = a.v + r * a.kv_row_stride + h * a.kv_head_stride;
+    float* s = a.scores + t * n;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (std::int64_t j = 0; j < n; ++j) {
+      const float* kj = k + j * a.kv_ld;
+      float dot = 0;
+#pragma omp simd reduction(+ : dot)
+      for (std::int64_t c = 0; c < hd; ++c) dot += q[c] * kj[c];
+      s[j] = dot * a.scale;
+      mx = std::max(mx, s[j]);
+    }
+    float sum = 0;
+    for (std::int64_t j = 0; j < n; ++j) sum += (s[j] = std::exp(s[j] - mx));
+    const float inv = 1.0f / sum;
+    float* out = a.out + r * a.out_ld + h * hd;
+    for (std::int64_t c = 0; c < hd; ++c) out[c] = 0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      const float p = s[j] *= inv;
+      const float* vj = v + j * a.kv_ld;
+#pragma omp simd
+      for (std::int64_t c = 0; c < hd; ++c) out[c] += p * vj[c];
     }
   }
 }
@@ -256,6 +297,23 @@ class OnednnBackend : public Backend {
         std::memcpy(layer->bias.get_data_handle(), bias, static_cast<std::size_t>(out) * sizeof(float));
       }
       layer->format_id = layout_id(packed_md);
+      // BA16a64b (f32) or BA16a64b2a (bf16) with 64-column blocks of padded_in rows each: what
+      // the small-M kernels read.
+      const dnnl_memory_desc_t& d = packed_md.data;
+      const auto& blk = d.format_desc.blocking;
+      const std::int64_t row_block = layer->bf16 ? 32 : 16;
+      layer->padded_in = d.padded_dims[0];
+      layer->small_m =
+          options_.small_m_kernels && onednn::small_m_supported(layer->bf16) &&
+          d.format_kind == dnnl_blocked && d.offset0 == 0 && blk.inner_nblks == (layer->bf16 ? 3 : 2) &&
+          blk.inner_blks[0] == 16 && blk.inner_idxs[0] == 0 && blk.inner_blks[1] == 64 &&
+          blk.inner_idxs[1] == 1 && (!layer->bf16 || (blk.inner_blks[2] == 2 && blk.inner_idxs[2] == 0)) &&
+          blk.strides[0] == row_block * 64 && blk.strides[1] == d.padded_dims[0] * 64 &&
+          d.padded_dims[0] % row_block == 0;
+      if (layer->small_m && layer->bf16) {
+        const std::size_t need = static_cast<std::size_t>(onednn::kSmallMMaxRows * layer->padded_in) * 2;
+        if (need > bf16_workspace_bytes_) grow(bf16_workspace_, bf16_workspace_bytes_, need, "bf16 input workspace");
+      }
     } catch (const dnnl::error& e) {
       throw BackendError("oneDNN could not prepare linear weights (in " + std::to_string(in) +
                          ", out " + std::to_string(out) + ", m_hint " + std::to_string(m_hint) +
@@ -270,6 +328,10 @@ class OnednnBackend : public Backend {
     if (!layer) throw BackendError("oneDNN linear: the layer was prepared by another backend");
     if (m == 0) return;
     sync_threads();
+    if (layer->small_m && m <= onednn::kSmallMMaxRows && (act == Activation::None || !accumulate)) {
+      small_m_linear(*layer, src, m, dst, act, accumulate);
+      return;
+    }
     Entry& e = linear_entry(*layer, m, act, accumulate);
     if (e.bf16_input) {
       to_bf16(src, static_cast<std::uint16_t*>(bf16_workspace_.get()), m * layer->in_features());
@@ -282,6 +344,52 @@ class OnednnBackend : public Backend {
         e.uses_plain_weights ? plain_weights(*layer).get() : layer->weights.get();
     if (e.bias_slot >= 0) e.args[static_cast<std::size_t>(e.bias_slot)].memory = layer->bias.get();
     execute(e, "linear");
+  }
+
+  void small_m_linear(const OnednnLinear& layer, const float* src, std::int64_t m, float* dst,
+                      Activation act, bool accumulate) {
+    const std::int64_t in = layer.in_features(), out = layer.out_features();
+    onednn::SmallMWeights w{layer.weights.get_data_handle(), in, out, layer.padded_in, layer.bf16};
+    const float* bias = layer.bias ? static_cast<const float*>(layer.bias.get_data_handle()) : nullptr;
+    if (layer.bf16) {
+      // Rows of padded_in bf16 values, zero beyond `in` (an odd last row pairs with a zero).
+      auto* x = static_cast<std::uint16_t*>(bf16_workspace_.get());
+      for (std::int64_t r = 0; r < m; ++r) {
+        to_bf16(src + r * in, x + r * layer.padded_in, in);
+        std::fill(x + r * layer.padded_in + in, x + (r + 1) * layer.padded_in, std::uint16_t{0});
+      }
+      onednn::small_m_linear(w, x, layer.padded_in, m, bias, dst, accumulate);
+    } else {
+      onednn::small_m_linear(w, src, in, m, bias, dst, accumulate);
+    }
+    if (act != Activation::None) eltwise(dst, m, out, act);
+    ++stats_.small_m_calls;
+  }
+
+  // In-place GELU of rows x n values (the activation the small-M kernels leave to oneDNN).
+  void eltwise(float* data, std::int64_t rows, std::int64_t n, Activation act) {
+    const Key key{{static_cast<std::int64_t>(Op::Eltwise), rows, n, static_cast<std::int64_t>(act), threads_}};
+    Entry* e = find(key);
+    if (!e) {
+      const std::string what = std::string("eltwise ") + activation_name(act) + " (rows " + std::to_string(rows) +
+                               ", n " + std::to_string(n) + ")";
+      e = &create(key, what, [&](Entry& entry) {
+        const memory::desc md({rows, n}, kF32, Tag::ab);
+        const auto alg = act == Activation::GeluErf ? dnnl::algorithm::eltwise_gelu_erf
+                                                    : dnnl::algorithm::eltwise_gelu_tanh;
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        const dnnl::eltwise_forward::primitive_desc pd(
+            dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, alg, md, 0.0f, 0.0f), attr, engine_);
+        entry.primitive = dnnl::eltwise_forward(pd);
+        entry.src = memory(md, engine_, nullptr);
+        entry.bind(DNNL_ARG_SRC, entry.src.get());
+        entry.bind(DNNL_ARG_DST, entry.src.get());
+        return dnnl::primitive_desc(pd);
+      });
+    }
+    e->src.set_data_handle(data);
+    execute(*e, "eltwise");
   }
 
   void weight_column(const PreparedLinear& prepared, std::int64_t o, float* dst) override {
@@ -319,37 +427,7 @@ class OnednnBackend : public Backend {
 
   void one_query_attention(const OneQueryAttention& a) override {
     sync_threads();
-    const std::int64_t tasks = a.rows * a.heads, hd = a.head_dim, n = a.n;
-    // Each (row, head) is a few thousand FLOPs: threads pay off only for long sequences.
-    const bool parallel = tasks > 1 && tasks * n * hd >= (1 << 16);
-#pragma omp parallel for schedule(static) if (parallel)
-    for (std::int64_t t = 0; t < tasks; ++t) {
-      const std::int64_t r = t / a.heads, h = t % a.heads;
-      const float* q = a.q + r * a.q_ld + h * hd;
-      const float* k = a.k + r * a.kv_row_stride + h * hd;
-      const float* v = a.v + r * a.kv_row_stride + h * hd;
-      float* s = a.scores + t * n;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (std::int64_t j = 0; j < n; ++j) {
-        const float* kj = k + j * a.kv_ld;
-        float dot = 0;
-#pragma omp simd reduction(+ : dot)
-        for (std::int64_t c = 0; c < hd; ++c) dot += q[c] * kj[c];
-        s[j] = dot * a.scale;
-        mx = std::max(mx, s[j]);
-      }
-      float sum = 0;
-      for (std::int64_t j = 0; j < n; ++j) sum += (s[j] = std::exp(s[j] - mx));
-      const float inv = 1.0f / sum;
-      float* out = a.out + r * a.out_ld + h * hd;
-      for (std::int64_t c = 0; c < hd; ++c) out[c] = 0;
-      for (std::int64_t j = 0; j < n; ++j) {
-        const float p = s[j] *= inv;
-        const float* vj = v + j * a.kv_ld;
-#pragma omp simd
-        for (std::int64_t c = 0; c < hd; ++c) out[c] += p * vj[c];
-      }
-    }
+    one_query_attention_kernel(a);
   }
 
   void batched_matmul(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,

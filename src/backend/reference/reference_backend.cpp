@@ -67,7 +67,7 @@ class ReferenceBackend : public Backend {
       for (std::int64_t h = 0; h < a.heads; ++h) {
         const float* q = a.q + r * a.q_ld + h * a.head_dim;
         auto score = [&](std::int64_t j) {
-          const float* k = a.k + r * a.kv_row_stride + j * a.kv_ld + h * a.head_dim;
+          const float* k = a.k + r * a.kv_row_stride + j * a.kv_ld + h * a.kv_head_stride;
           double dot = 0;
           for (std::int64_t c = 0; c < a.head_dim; ++c) dot += double(q[c]) * k[c];
           return dot * a.scale;
@@ -81,7 +81,7 @@ class ReferenceBackend : public Backend {
         for (std::int64_t c = 0; c < a.head_dim; ++c) {
           double acc = 0;
           for (std::int64_t j = 0; j < a.n; ++j)
-            acc += double(p[j]) * a.v[r * a.kv_row_stride + j * a.kv_ld + h * a.head_dim + c];
+            acc += double(p[j]) * a.v[r * a.kv_row_stride + j * a.kv_ld + h * a.kv_head_stride + c];
           out[c] = static_cast<float>(acc);
         }
       }
