@@ -149,6 +149,9 @@ struct CaptionScore {
   int caption_objects = 0;       // objects the caption names (0 when not parsed)
   bool count_correct = false;    // parsed and caption_objects == scene_objects
   int matched_objects = 0;       // size of the maximum one-to-one matching
+  // The chosen matching: for caption object i (caption order), the index in scene.objects of the
+  // scene object it is matched to, or -1. Size caption_objects (empty when not parsed).
+  std::vector<int> matching;
   int sizes_given = 0;           // matched caption objects that carried a size word
   bool all_matched = false;      // count_correct and every object matched
   // Scene and caption both have 2 objects: true iff both are matched and the caption's relation

@@ -22,6 +22,7 @@ enum ExitCode : int {
   kBadShape = 4,    // ShapeError: tensor or config size mismatch
   kBadInput = 5,    // InputError: option or value out of range, unsupported model
   kBackend = 6,     // BackendError
+  kThresholdMissed = 7,  // eval: a --min-* threshold was missed
   kInterrupted = 130,
 };
 
@@ -46,12 +47,18 @@ std::filesystem::path model_dir(const po::variables_map& vm);
 ComputeType compute_type(const po::variables_map& vm);
 Captioner load_captioner(const po::variables_map& vm);
 
+/// --beams, --max-new-tokens and the other generate() overrides, shared by caption, eval, ...
+void add_generation_options(po::options_description& options);
+GenerationOptions generation_options(const po::variables_map& vm);
+
 /// Maps an exception to its exit code and prints "xcaption: error: ..." to stderr.
 int report_error(const std::exception& e);
 
 int cmd_caption(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_scenes(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 
 }  // namespace xcaption::cli

@@ -61,6 +61,31 @@ Captioner load_captioner(const po::variables_map& vm) {
   return Captioner::load(model_dir(vm), options);
 }
 
+void add_generation_options(po::options_description& o) {
+  o.add_options()
+      ("beams,b", po::value<std::int64_t>()->value_name("N"), "beam count (1 = greedy); default from the model folder")
+      ("max-new-tokens", po::value<std::int64_t>()->value_name("N"), "most tokens to generate")
+      ("min-new-tokens", po::value<std::int64_t>()->value_name("N"), "fewest tokens before end-of-text may be chosen")
+      ("length-penalty", po::value<double>()->value_name("X"),
+       "beam score = sum of log-probs / length^X (0 = no length normalisation)")
+      ("early-stopping", po::value<std::string>()->value_name("true|false|never"),
+       "when beam search stops (HF semantics)")
+      ("no-repeat-ngram-size", po::value<std::int64_t>()->value_name("N"), "forbid repeating any N-gram")
+      ("repetition-penalty", po::value<double>()->value_name("X"), "penalise tokens already generated (1 = off)");
+}
+
+GenerationOptions generation_options(const po::variables_map& vm) {
+  GenerationOptions g;
+  if (vm.count("beams")) g.num_beams = vm["beams"].as<std::int64_t>();
+  if (vm.count("max-new-tokens")) g.max_new_tokens = vm["max-new-tokens"].as<std::int64_t>();
+  if (vm.count("min-new-tokens")) g.min_new_tokens = vm["min-new-tokens"].as<std::int64_t>();
+  if (vm.count("length-penalty")) g.length_penalty = vm["length-penalty"].as<double>();
+  if (vm.count("early-stopping")) g.early_stopping = vm["early-stopping"].as<std::string>();
+  if (vm.count("no-repeat-ngram-size")) g.no_repeat_ngram_size = vm["no-repeat-ngram-size"].as<std::int64_t>();
+  if (vm.count("repetition-penalty")) g.repetition_penalty = vm["repetition-penalty"].as<double>();
+  return g;
+}
+
 int report_error(const std::exception& e) {
   int code = kFailure;
   if (dynamic_cast<const UsageError*>(&e)) code = kUsage;

@@ -19,6 +19,8 @@ const Command kCommands[] = {
     {"caption", xcaption::cli::cmd_caption, "caption images (plain text or JSON lines)"},
     {"info", xcaption::cli::cmd_info, "show what a model folder contains"},
     {"tokenize", xcaption::cli::cmd_tokenize, "text -> token ids, or ids -> text with --decode"},
+    {"scenes", xcaption::cli::cmd_scenes, "render a shapes-world dataset (PNGs + scenes.jsonl)"},
+    {"eval", xcaption::cli::cmd_eval, "caption a shapes-world dataset and score it"},
     {"bench", xcaption::cli::cmd_bench, "time each stage and compare with the machine's roofline"},
 };
 

@@ -265,6 +265,7 @@ CaptionScore score_caption(const Scene& scene, std::string_view caption) {
   search(search, 0, 0u);
 
   score.matched_objects = best_matched;
+  score.matching.assign(best.begin(), best.begin() + k);
   for (int i = 0; i < k; ++i)
     if (best[i] >= 0 && !parsed.objects[i].size.empty()) ++score.sizes_given;
   score.all_matched = score.count_correct && best_matched == n;

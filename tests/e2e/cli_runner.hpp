@@ -11,6 +11,8 @@
 #include <sstream>
 #include <string>
 
+#include "tests/test_util.hpp"
+
 namespace xcaption::test {
 
 struct CliResult {
@@ -25,13 +27,6 @@ inline std::filesystem::path make_temp_dir(const std::string& tag) {
              ("xcaption-test-" + tag + "-" + std::to_string(rd()) + std::to_string(rd()));
   std::filesystem::create_directories(dir);
   return dir;
-}
-
-inline std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 /// Runs `XCAPTION_CLI_PATH args` through the shell; args are passed as written (quote them).

@@ -186,3 +186,35 @@ TEST_CASE("clean_up_tokenization removes spaces before punctuation like transfor
   CHECK(xcaption::clean_up_tokenization("it 's fine , is n't it ?") == "it's fine, isn't it?");
   CHECK(xcaption::clean_up_tokenization("no change") == "no change");
 }
+
+TEST_CASE("XCAPTION_MODEL selects the model when --model is absent", "[cli]") {
+  const auto r = run_cli("caption '" + kImage + "'", "XCAPTION_MODEL='" + kTiny + "'");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out == golden_case("tiny-vit-gpt2", "img_23x37_rgba.png", "greedy")["text"].get<std::string>() + "\n");
+  // --model wins over the variable.
+  const auto both = run_cli("info --json --model '" + kTinyB + "'", "XCAPTION_MODEL='" + kTiny + "'");
+  REQUIRE(both.exit_code == 0);
+  CHECK(json::parse(both.out)["dtype"] == "BF16");
+}
+
+TEST_CASE("only src/backend/onednn includes oneDNN headers", "[seam]") {
+  const std::filesystem::path root = XCAPTION_SOURCE_DIR;
+  std::vector<std::string> offenders;
+  for (const char* top : {"src", "include", "encoders", "decoder", "models"}) {
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(root / top)) {
+      if (!entry.is_regular_file()) continue;
+      const auto ext = entry.path().extension();
+      if (ext != ".cpp" && ext != ".hpp" && ext != ".h") continue;
+      const auto rel = std::filesystem::relative(entry.path(), root).generic_string();
+      if (rel.rfind("src/backend/onednn/", 0) == 0) continue;
+      const std::string text = read_file(entry.path());
+      if (text.find("#include <oneapi/dnnl") != std::string::npos || text.find("#include \"dnnl") != std::string::npos ||
+          text.find("#include <dnnl") != std::string::npos)
+        offenders.push_back(rel);
+    }
+  }
+  INFO("files including oneDNN outside src/backend/onednn: " << offenders.size());
+  for (const auto& f : offenders) INFO(f);
+  CHECK(offenders.empty());
+}

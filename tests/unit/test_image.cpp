@@ -1,6 +1,7 @@
 // Image loading and ViTImageProcessor preprocessing against fixtures written by Pillow
 // (tools/make_image_fixtures.py). Resize results must match byte for byte and pixel_values bit for
 // bit; on failure each case reports how many values differ and by how much at most.
+#include "tests/test_util.hpp"
 #include <catch2/catch.hpp>
 
 #include <unistd.h>
@@ -81,19 +82,7 @@ std::vector<float> read_f32(const fs::path& path) {
 }
 
 // A scratch folder removed at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("xcaption_image_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using xcaption::test::TempDir;
 
 void write_bytes(const fs::path& path, const std::vector<std::uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);

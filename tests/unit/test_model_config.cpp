@@ -1,5 +1,6 @@
 // config.json / generation_config.json / preprocessor_config.json parsing: transformers' defaults,
 // the precedence of generation settings, every rejection, and the public vit-gpt2 configs.
+#include "tests/test_util.hpp"
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -23,21 +24,7 @@ using xcaption::ShapeError;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path =
-        fs::temp_directory_path() / ("xcaption_cfg_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using xcaption::test::TempDir;
 
 void write_text(const fs::path& p, const std::string& text) {
   std::ofstream f(p, std::ios::binary);

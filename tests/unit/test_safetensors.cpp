@@ -1,5 +1,6 @@
 // safetensors reader: valid files (F32/F16/BF16 values, metadata, unsupported dtypes), every
 // header rejection, and model-folder discovery (single file, shards, pickle-only folders).
+#include "tests/test_util.hpp"
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -23,21 +24,7 @@ using xcaption::SafeTensorsFile;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path =
-        fs::temp_directory_path() / ("xcaption_st_" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
+using xcaption::test::TempDir;
 
 void write_file(const fs::path& p, const std::string& bytes) {
   std::ofstream f(p, std::ios::binary);

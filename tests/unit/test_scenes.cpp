@@ -1,4 +1,5 @@
 // Tests of the shapes-world renderer, caption grammar, parser and scoring (tag [scenes]).
+#include "tests/test_util.hpp"
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -39,19 +40,7 @@ std::vector<std::string> split_words(const std::string& s) {
 }
 
 // A unique scratch directory under the system temp dir, removed on destruction.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("xcaption_scenes_test_" + std::to_string(std::random_device{}()) + "_" +
-                                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using xcaption::test::TempDir;
 
 int max_channel_diff(const cv::Vec3b& a, const cv::Vec3b& b) {
   int d = 0;

@@ -1,6 +1,7 @@
 // Tokenizer tests against tests/data/tokenizer/expected.json, written by the independent Python
 // reference tools/tokenizer_reference.py (HF `tokenizers` semantics; GPT-2 splits from the
 // `regex` module).
+#include "tests/test_util.hpp"
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -59,22 +60,7 @@ std::string show(const std::string& s) {
 std::vector<std::int64_t> ids_of(const json& j) { return j.get<std::vector<std::int64_t>>(); }
 
 // A scratch folder under the system temp dir, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path =
-        fs::temp_directory_path() / fmt::format("xcaption_tok_{}_{}", name, std::random_device{}());
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  void write(const std::string& file, const std::string& text) const {
-    std::ofstream out(path / file, std::ios::binary);
-    out << text;
-  }
-};
+using xcaption::test::TempDir;
 
 template <class Fn>
 std::string error_message(Fn fn) {

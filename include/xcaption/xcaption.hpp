@@ -1,0 +1,14 @@
+// Umbrella header of the xcaption library.
+#pragma once
+
+#include <xcaption/captioner.hpp>
+#include <xcaption/errors.hpp>
+#include <xcaption/image.hpp>
+#include <xcaption/scenes.hpp>
+
+namespace xcaption {
+
+/// The library version, e.g. "0.1.0".
+inline const char* version() { return XCAPTION_VERSION; }
+
+}  // namespace xcaption
