@@ -15,9 +15,13 @@ namespace xcaption {
 enum class Activation { None, GeluErf, GeluTanh };
 
 /// How linear layers store their weights and multiply. F32: float32 throughout. BF16: weights
-/// rounded to bfloat16 once when prepared, each input row rounded to bfloat16 per call, products
-/// accumulated in float32; bias, activation, residual add and the output stay float32.
+/// rounded to bfloat16 once when prepared, products accumulated in float32; inputs of more than
+/// kBf16ExactInputRows rows (the encoder, cross K/V) are rounded to bfloat16 per call for the bf16
+/// matrix units, while the few rows of a decoding step multiply unrounded (that path is bound by
+/// memory, and rounding the decoder's inputs changed captions); bias, activation, residual add
+/// and the output stay float32.
 enum class Precision { F32, BF16 };
+inline constexpr std::int64_t kBf16ExactInputRows = 4;
 
 /// How a linear layer's weight is stored in the checkpoint.
 /// InOut: (in, out), GPT-2 Conv1D, y = x·W. OutIn: (out, in), torch nn.Linear, y = x·Wᵀ.

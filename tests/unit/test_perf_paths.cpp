@@ -88,6 +88,8 @@ double max_rel(const std::vector<float>& got, const std::vector<float>& ref) {
 }  // namespace
 
 TEST_CASE("bf16 linear equals the reference's bf16 emulation and stays near float32", "[perf][ops]") {
+  // Rows up to kBf16ExactInputRows multiply unrounded inputs (small-M kernels), more rows round
+  // them to bf16 (oneDNN's bf16 matmul); the reference backend mirrors both.
   auto dnn = make_onednn_backend();
   auto ref = make_reference_backend();
   auto ref32 = make_reference_backend();
@@ -117,7 +119,7 @@ TEST_CASE("bf16 linear equals the reference's bf16 emulation and stays near floa
     ref->linear(*l_ref, src.data(), c.m, y_ref.data(), c.act, c.accumulate);
     ref32->linear(*l_32, src.data(), c.m, y_32.data(), c.act, c.accumulate);
     INFO(fmt::format("m {} in {} out {}", c.m, c.in, c.out));
-    // Same bf16 products; only the float32 vs double accumulation order differs.
+    // Same products; only the float32 vs double accumulation order differs.
     CHECK(max_rel(y_dnn, y_ref) <= 1e-5);
     // bf16 rounding of inputs and weights: about 2^-9 relative per factor.
     const double l2 = rel_l2(y_dnn, y_32);
@@ -159,7 +161,10 @@ TEST_CASE("small-M kernels equal oneDNN matmul and the reference, f32 and bf16",
           INFO(fmt::format("{} in {} out {} m {} act {} accumulate {}", p == Precision::BF16 ? "bf16" : "f32",
                            c.in, c.out, m, static_cast<int>(act), acc));
           CHECK(max_rel(yf, yr) <= 2e-5);
-          CHECK(max_rel(yf, ym) <= 2e-5);
+          if (p == Precision::F32 || m > kBf16ExactInputRows)
+            CHECK(max_rel(yf, ym) <= 2e-5);
+          else  // oneDNN's bf16 matmul rounds the inputs, the small-M kernel does not
+            CHECK(rel_l2(yf, ym) <= 1e-2);
           // The small-M path really ran for m <= 4 (on CPUs that have it).
           if (onednn::small_m_supported(p == Precision::BF16))
             CHECK(onednn::stats(*fast).small_m_calls - calls == (m <= onednn::kSmallMMaxRows ? 1 : 0));

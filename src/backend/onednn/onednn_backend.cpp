@@ -310,10 +310,7 @@ class OnednnBackend : public Backend {
           blk.inner_idxs[1] == 1 && (!layer->bf16 || (blk.inner_blks[2] == 2 && blk.inner_idxs[2] == 0)) &&
           blk.strides[0] == row_block * 64 && blk.strides[1] == d.padded_dims[0] * 64 &&
           d.padded_dims[0] % row_block == 0;
-      if (layer->small_m && layer->bf16) {
-        const std::size_t need = static_cast<std::size_t>(onednn::kSmallMMaxRows * layer->padded_in) * 2;
-        if (need > bf16_workspace_bytes_) grow(bf16_workspace_, bf16_workspace_bytes_, need, "bf16 input workspace");
-      }
+
     } catch (const dnnl::error& e) {
       throw BackendError("oneDNN could not prepare linear weights (in " + std::to_string(in) +
                          ", out " + std::to_string(out) + ", m_hint " + std::to_string(m_hint) +
@@ -351,17 +348,7 @@ class OnednnBackend : public Backend {
     const std::int64_t in = layer.in_features(), out = layer.out_features();
     onednn::SmallMWeights w{layer.weights.get_data_handle(), in, out, layer.padded_in, layer.bf16};
     const float* bias = layer.bias ? static_cast<const float*>(layer.bias.get_data_handle()) : nullptr;
-    if (layer.bf16) {
-      // Rows of padded_in bf16 values, zero beyond `in` (an odd last row pairs with a zero).
-      auto* x = static_cast<std::uint16_t*>(bf16_workspace_.get());
-      for (std::int64_t r = 0; r < m; ++r) {
-        to_bf16(src + r * in, x + r * layer.padded_in, in);
-        std::fill(x + r * layer.padded_in + in, x + (r + 1) * layer.padded_in, std::uint16_t{0});
-      }
-      onednn::small_m_linear(w, x, layer.padded_in, m, bias, dst, accumulate);
-    } else {
-      onednn::small_m_linear(w, src, in, m, bias, dst, accumulate);
-    }
+    onednn::small_m_linear(w, src, in, m, bias, dst, accumulate);
     if (act != Activation::None) eltwise(dst, m, out, act);
     ++stats_.small_m_calls;
   }

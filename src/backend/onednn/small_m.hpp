@@ -7,9 +7,11 @@
 
 #include <cstdint>
 
+#include "src/backend/backend.hpp"
+
 namespace xcaption::onednn {
 
-inline constexpr std::int64_t kSmallMMaxRows = 4;
+inline constexpr std::int64_t kSmallMMaxRows = kBf16ExactInputRows;
 
 /// A prepared weight matrix W (in, out) in oneDNN's BA16a64b (f32) or BA16a64b2a (bf16) layout:
 /// 64-column blocks one after the other, each holding all `padded_in` rows (zero padded).
@@ -20,13 +22,13 @@ struct SmallMWeights {
   bool bf16 = false;
 };
 
-/// Whether this CPU runs the kernels (AVX-512F for f32, AVX-512 BF16 for bf16).
+/// Whether this CPU runs the kernels (AVX-512F; AVX-512BW too for bf16 weights).
 bool small_m_supported(bool bf16);
 
-/// y (m, out) = x (m, in) · W + bias [+ y], m <= kSmallMMaxRows, float32 accumulation. x is float32
-/// rows of x_ld values for f32 weights, and bf16 rows of x_ld >= padded_in values (zero beyond
-/// `in`) for bf16 weights. bias (out) may be null. Threads: OpenMP over column blocks.
-void small_m_linear(const SmallMWeights& w, const void* x, std::int64_t x_ld, std::int64_t m,
+/// y (m, out) = x (m, in) · W + bias [+ y], m <= kSmallMMaxRows, float32 inputs and accumulation
+/// (bf16 weights are widened exactly; the inputs are not rounded). x: rows of x_ld floats. bias
+/// (out) may be null. Threads: OpenMP over column blocks.
+void small_m_linear(const SmallMWeights& w, const float* x, std::int64_t x_ld, std::int64_t m,
                     const float* bias, float* y, bool accumulate);
 
 }  // namespace xcaption::onednn

@@ -91,11 +91,12 @@ class ReferenceBackend : public Backend {
               Activation act, bool accumulate) override {
     const auto& p = static_cast<const ReferenceLinear&>(layer);
     const std::int64_t in = p.in_features(), out = p.out_features();
+    const bool round_input = p.bf16 && m > kBf16ExactInputRows;  // see Precision
     for (std::int64_t r = 0; r < m; ++r) {
       for (std::int64_t o = 0; o < out; ++o) {
         double s = p.bias.empty() ? 0.0 : p.bias[o];
         for (std::int64_t i = 0; i < in; ++i)
-          s += double(p.bf16 ? round_bf16(src[r * in + i]) : src[r * in + i]) * p.weight[i * out + o];
+          s += double(round_input ? round_bf16(src[r * in + i]) : src[r * in + i]) * p.weight[i * out + o];
         double v = apply_activation(s, act);
         if (accumulate) v += dst[r * out + o];
         dst[r * out + o] = static_cast<float>(v);
