@@ -34,6 +34,10 @@ class Gpt2Decoder {
   std::int64_t vocab_size() const { return config_.vocab_size; }
   std::int64_t num_layers() const { return config_.n_layer; }
   std::int64_t num_heads() const { return config_.n_head; }
+  /// Whether the LM head computes in float32 (always with F32 layers; with BF16 layers when the
+  /// head is at most kSmallHeadShare of the weights a step reads).
+  bool head_f32() const { return head_f32_; }
+  static constexpr double kSmallHeadShare = 0.1;
 
   /// Sizes caches and workspaces; the step loop then allocates nothing. Grows only.
   void reserve(std::int64_t max_rows, std::int64_t max_positions, std::int64_t encoder_tokens);
@@ -75,6 +79,7 @@ class Gpt2Decoder {
   FloatBuffer wte_;  // (V, D) of an untied decoder; a tied one reads lm_head_'s columns
   FloatBuffer wpe_;  // (n_positions, D)
   std::unique_ptr<PreparedLinear> lm_head_;
+  bool head_f32_ = true;
   ops::LayerNorm ln_f_;
   std::vector<Layer> layers_;
 

@@ -155,7 +155,8 @@ Captioner Captioner::load(const std::filesystem::path& dir, const LoadOptions& o
     const double weights_per_layer = 3 * d * d + 3 * d * d + 2 * d * inner;
     const double wbytes = options.dtype == ComputeType::BF16 ? 2 : 4;
     i.decoder_step_flops = 2 * (nl * weights_per_layer + d * v);
-    i.decoder_step_bytes = wbytes * (nl * weights_per_layer + d * v) +
+    const double head_bytes = m.model->decoder().head_f32() ? 4 : wbytes;
+    i.decoder_step_bytes = wbytes * nl * weights_per_layer + head_bytes * d * v +
                            4 * nl * (7 * d + inner + 6 * d) +  // biases and layer norms
                            4 * nl * t * 2 * d;                 // cached cross K/V
   }

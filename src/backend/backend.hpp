@@ -81,6 +81,7 @@ class Backend {
 
   /// Precision of the linear layers prepared from now on (layers keep the one they were made with).
   virtual void set_precision(Precision precision) = 0;
+  virtual Precision precision() const = 0;
 
   /// Prepares y = x·W + b. `weight` holds in*out floats stored as `layout`; `bias` (out floats)
   /// may be null. The backend copies what it keeps; the caller may free both afterwards.

@@ -261,6 +261,7 @@ class OnednnBackend : public Backend {
   }
 
   void set_precision(Precision precision) override { precision_ = precision; }
+  Precision precision() const override { return precision_; }
 
   std::unique_ptr<PreparedLinear> prepare_linear(const float* weight, WeightLayout layout,
                                                  std::int64_t in, std::int64_t out,

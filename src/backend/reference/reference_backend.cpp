@@ -38,6 +38,7 @@ class ReferenceBackend : public Backend {
   std::string name() const override { return "reference"; }
   void set_threads(int) override {}
   void set_precision(Precision precision) override { precision_ = precision; }
+  Precision precision() const override { return precision_; }
 
   std::unique_ptr<PreparedLinear> prepare_linear(const float* weight, WeightLayout layout,
                                                  std::int64_t in, std::int64_t out,
