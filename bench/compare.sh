@@ -6,7 +6,8 @@
 #
 # usage: bench/compare.sh            (settings through the environment:)
 #   MODEL=out/vitgpt2-random IMAGE=tests/data/image/src_edges300x200.png THREADS=2 REPEATS=5
-#   TOKENS=16 BEAMS="1 4" DTYPES="f32 bf16" BATCH=4 OUT=out/bench-<time>
+#   PT_REPEATS=3 (PyTorch runs take seconds each) TOKENS=16 BEAMS="1 4" DTYPES="f32 bf16" BATCH=4
+#   OUT=out/bench-<time>
 # Run it on a quiet machine: the numbers are only as good as the idle cores.
 set -euo pipefail
 
@@ -16,6 +17,7 @@ MODEL=${MODEL:-$ROOT/out/vitgpt2-random}
 IMAGE=${IMAGE:-$ROOT/tests/data/image/src_edges300x200.png}
 THREADS=${THREADS:-2}
 REPEATS=${REPEATS:-5}
+PT_REPEATS=${PT_REPEATS:-3}
 TOKENS=${TOKENS:-16}
 BEAMS=${BEAMS:-"1 4"}
 DTYPES=${DTYPES:-"f32 bf16"}
@@ -46,7 +48,7 @@ for dtype in $DTYPES; do
   done
   echo "pytorch baseline: $dtype, beams $beams_csv" >&2
   "$PY" bench/pytorch_baseline.py --model "$MODEL" --image "$IMAGE" --dtypes "$dtype" --beams "$beams_csv" \
-    --variants hf,cached --new-tokens "$TOKENS" --threads "$THREADS" --repeats "$REPEATS" --json \
+    --variants hf,cached --new-tokens "$TOKENS" --threads "$THREADS" --repeats "$PT_REPEATS" --json \
     > "$OUT/pytorch_${dtype}.jsonl"
 done
 
@@ -65,8 +67,10 @@ for path in glob.glob(os.path.join(out, "pytorch_*.jsonl")):
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 first = next(iter(xc.values()))
 blas = next(iter(pt.values()))["blas"] if pt else "?"
+pt_rep = next(iter(pt.values()))["repeats"] if pt else 0
 print(f"machine: {cpu}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M')}; threads {first['threads']}; "
-      f"{first['new_tokens']} new tokens; median of {first['repeats']}; torch BLAS: {blas}")
+      f"{first['new_tokens']} new tokens; median of {first['repeats']} (xcaption) / {pt_rep} (PyTorch) after a warm-up; "
+      f"torch BLAS: {blas}")
 print()
 print("| dtype | beams | xcaption e2e ms | PyTorch HF ms | speed-up | PyTorch cached ms | speed-up | "
       "xc encoder ms (% peak) | xc ms/token (% floor) | PT-HF ms/token | xc peak RSS / f32 weights |")

@@ -186,8 +186,8 @@ std::vector<CaptionResult> Captioner::Impl::run(std::span<const RgbImage> images
     const RgbImage& image = images[i];
     if (image.width <= 0 || image.height <= 0 ||
         image.data.size() != static_cast<std::size_t>(image.width) * image.height * 3)
-      throw InputError(fmt::format("image {}{} of {}x{} pixels carries {} bytes, expected width*height*3",
-                                   images.size() > 1 ? "#" : "", images.size() > 1 ? std::to_string(i) : "",
+      throw InputError(fmt::format("{} of {}x{} pixels carries {} bytes, expected width*height*3",
+                                   images.size() > 1 ? fmt::format("image #{}", i) : std::string("image"),
                                    image.width, image.height, image.data.size()));
   }
   const auto n = static_cast<std::int64_t>(images.size());
