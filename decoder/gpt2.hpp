@@ -34,6 +34,10 @@ class Gpt2Decoder {
   std::int64_t vocab_size() const { return config_.vocab_size; }
   std::int64_t num_layers() const { return config_.n_layer; }
   std::int64_t num_heads() const { return config_.n_head; }
+  /// Whether the LM head computes in float32 (always with F32 layers; with BF16 layers when the
+  /// head is at most kSmallHeadShare of the weights a step reads).
+  bool head_f32() const { return head_f32_; }
+  static constexpr double kSmallHeadShare = 0.1;
 
   /// Sizes caches and workspaces; the step loop then allocates nothing. Grows only.
   void reserve(std::int64_t max_rows, std::int64_t max_positions, std::int64_t encoder_tokens);
@@ -65,15 +69,17 @@ class Gpt2Decoder {
     std::unique_ptr<PreparedLinear> c_fc, mlp_c_proj;
     float self_scale = 1.0f, cross_scale = 1.0f;
     FloatBuffer cross_kv;         // (S, 2D): keys | values, computed once per image
+    FloatBuffer cross_k, cross_v; // (H, S, hd): the same, head-major, what each step reads
     FloatBuffer k_cache, v_cache; // (max_rows, max_positions, D)
     FloatBuffer k_spare, v_spare; // reorder targets, swapped in
   };
 
   Gpt2Config config_;
   Backend& backend_;
-  FloatBuffer wte_;  // (V, D)
+  FloatBuffer wte_;  // (V, D) of an untied decoder; a tied one reads lm_head_'s columns
   FloatBuffer wpe_;  // (n_positions, D)
   std::unique_ptr<PreparedLinear> lm_head_;
+  bool head_f32_ = true;
   ops::LayerNorm ln_f_;
   std::vector<Layer> layers_;
 

@@ -70,6 +70,14 @@ VitEncoder::VitEncoder(const VitConfig& config, Backend& backend, const WeightSt
     patch_embedding_ = backend.prepare_linear(weight.data(), WeightLayout::OutIn, c * p * p, d,
                                               bias.data(), np);
   }
+  // ref: ViTSelfAttention: scores = (Q·Kᵀ) · head_dim^-0.5. A power-of-two scale (head_dim 64,
+  // 256, ...) is folded into the query weights and bias, which is exact; any other stays a
+  // multiplication of the scores.
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d / config.num_attention_heads));
+  int exponent = 0;
+  const float fold = std::frexp(scale, &exponent) == 0.5f ? scale : 1.0f;
+  scale_ = scale / fold;
+
   cls_token_ = w.load(e + "cls_token");
   position_embeddings_ = w.load(e + "position_embeddings");
 
@@ -92,6 +100,8 @@ VitEncoder::VitEncoder(const VitConfig& config, Backend& backend, const WeightSt
         }
         ++k;
       }
+      for (std::int64_t i = 0; i < d * d; ++i) weight.data()[i] *= fold;  // query rows come first
+      for (std::int64_t i = 0; i < d; ++i) bias.data()[i] *= fold;
       layer.qkv = backend.prepare_linear(weight.data(), WeightLayout::OutIn, d, 3 * d, bias.data(), t);
     }
     layer.output = load_linear(backend, w, n + "attention.output.dense", d, d, t);
@@ -100,49 +110,69 @@ VitEncoder::VitEncoder(const VitConfig& config, Backend& backend, const WeightSt
     layers_.push_back(std::move(layer));
   }
   final_layernorm_ = load_layer_norm(w, prefix + "layernorm", eps);
-
-  patches_.resize(static_cast<std::size_t>(np * c * p * p));
-  normed_.resize(static_cast<std::size_t>(t * d));
-  qkv_.resize(static_cast<std::size_t>(t * 3 * d));
-  context_.resize(static_cast<std::size_t>(t * d));
-  scores_.resize(static_cast<std::size_t>(config.num_attention_heads * t * t));
-  mlp_.resize(static_cast<std::size_t>(t * config.intermediate_size));
+  reserve(1);
 }
 
-void VitEncoder::forward(const float* pixels, float* out) {
+void VitEncoder::reserve(std::int64_t batch) {
+  if (batch <= batch_capacity_) return;
   const std::int64_t d = config_.hidden_size, p = config_.patch_size, c = config_.num_channels;
-  const std::int64_t size = config_.image_size, g = grid_rows(), t = num_tokens();
+  const auto b = static_cast<std::size_t>(batch), t = static_cast<std::size_t>(num_tokens());
+  const auto np = t - 1;
+  patches_.resize(b * np * static_cast<std::size_t>(c * p * p));
+  embedded_.resize(b * np * static_cast<std::size_t>(d));
+  normed_.resize(b * t * static_cast<std::size_t>(d));
+  qkv_.resize(b * t * static_cast<std::size_t>(3 * d));
+  context_.resize(b * t * static_cast<std::size_t>(d));
+  scores_.resize(static_cast<std::size_t>(config_.num_attention_heads) * t * t);
+  mlp_.resize(b * t * static_cast<std::size_t>(config_.intermediate_size));
+  batch_capacity_ = batch;
+}
+
+void VitEncoder::forward(const float* pixels, float* out, std::int64_t batch) {
+  const std::int64_t d = config_.hidden_size, p = config_.patch_size, c = config_.num_channels;
+  const std::int64_t size = config_.image_size, g = grid_rows(), t = num_tokens(), np = t - 1;
   const std::int64_t heads = config_.num_attention_heads, hd = d / heads;
+  reserve(batch);
 
   // im2col: patch (gy, gx) -> row gy*g+gx, columns ordered (channel, ky, kx) like the conv kernel.
   float* patch_row = patches_.data();
-  for (std::int64_t gy = 0; gy < g; ++gy)
-    for (std::int64_t gx = 0; gx < g; ++gx)
-      for (std::int64_t ch = 0; ch < c; ++ch)
-        for (std::int64_t ky = 0; ky < p; ++ky) {
-          const float* src = pixels + (ch * size + gy * p + ky) * size + gx * p;
-          std::memcpy(patch_row, src, sizeof(float) * p);
-          patch_row += p;
-        }
-
-  // x = [CLS; patches·W + b] + position embeddings.   x lives in `out`: (T, D).
-  std::memcpy(out, cls_token_.data(), sizeof(float) * d);
-  ops::linear(backend_, *patch_embedding_, patches_.data(), t - 1, out + d);
-  const float* pos = position_embeddings_.data();
-  for (std::int64_t i = 0; i < t * d; ++i) out[i] += pos[i];
-
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  for (auto& layer : layers_) {
-    ops::layer_norm(backend_, layer.layernorm_before, out, normed_.data(), t);
-    ops::linear(backend_, *layer.qkv, normed_.data(), t, qkv_.data());
-    ops::attention(backend_, {qkv_.data(), 3 * d, qkv_.data() + d, 3 * d, qkv_.data() + 2 * d, 3 * d,
-                              t, t, heads, hd, scale, scores_.data(), context_.data(), d});
-    ops::linear(backend_, *layer.output, context_.data(), t, out, Activation::None, true);
-    ops::layer_norm(backend_, layer.layernorm_after, out, normed_.data(), t);
-    ops::linear(backend_, *layer.intermediate, normed_.data(), t, mlp_.data(), config_.activation);
-    ops::linear(backend_, *layer.mlp_output, mlp_.data(), t, out, Activation::None, true);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const float* image = pixels + b * c * size * size;
+    for (std::int64_t gy = 0; gy < g; ++gy)
+      for (std::int64_t gx = 0; gx < g; ++gx)
+        for (std::int64_t ch = 0; ch < c; ++ch)
+          for (std::int64_t ky = 0; ky < p; ++ky) {
+            const float* src = image + (ch * size + gy * p + ky) * size + gx * p;
+            std::memcpy(patch_row, src, sizeof(float) * p);
+            patch_row += p;
+          }
   }
-  ops::layer_norm(backend_, final_layernorm_, out, out, t);
+
+  // x = [CLS; patches·W + b] + position embeddings.   x lives in `out`: (B, T, D).
+  ops::linear(backend_, *patch_embedding_, patches_.data(), batch * np, embedded_.data());
+  const float* pos = position_embeddings_.data();
+  for (std::int64_t b = 0; b < batch; ++b) {
+    float* x = out + b * t * d;
+    std::memcpy(x, cls_token_.data(), sizeof(float) * d);
+    std::memcpy(x + d, embedded_.data() + b * np * d, sizeof(float) * np * d);
+    for (std::int64_t i = 0; i < t * d; ++i) x[i] += pos[i];
+  }
+
+  const std::int64_t rows = batch * t;
+  for (auto& layer : layers_) {
+    ops::layer_norm(backend_, layer.layernorm_before, out, normed_.data(), rows);
+    ops::linear(backend_, *layer.qkv, normed_.data(), rows, qkv_.data());
+    for (std::int64_t b = 0; b < batch; ++b) {
+      const float* qkv = qkv_.data() + b * t * 3 * d;
+      ops::attention(backend_, {qkv, 3 * d, qkv + d, 3 * d, qkv + 2 * d, 3 * d, t, t, heads, hd,
+                                scale_, scores_.data(), context_.data() + b * t * d, d});
+    }
+    ops::linear(backend_, *layer.output, context_.data(), rows, out, Activation::None, true);
+    ops::layer_norm(backend_, layer.layernorm_after, out, normed_.data(), rows);
+    ops::linear(backend_, *layer.intermediate, normed_.data(), rows, mlp_.data(), config_.activation);
+    ops::linear(backend_, *layer.mlp_output, mlp_.data(), rows, out, Activation::None, true);
+  }
+  ops::layer_norm(backend_, final_layernorm_, out, out, rows);
 }
 
 }  // namespace xcaption

@@ -30,9 +30,11 @@ class VitEncoder {
   std::int64_t hidden_size() const { return config_.hidden_size; }
   const VitConfig& config() const { return config_; }
 
-  /// pixels: (3, image_size, image_size) preprocessed; out: (num_tokens, hidden_size), the final
-  /// layernorm applied to every token (last_hidden_state).
-  void forward(const float* pixels, float* out);
+  /// pixels: (batch, 3, image_size, image_size) preprocessed; out: (batch, num_tokens,
+  /// hidden_size), the final layernorm applied to every token (last_hidden_state). The linear
+  /// layers run once for the whole batch (M = batch * num_tokens); attention runs per image.
+  /// Workspaces grow to the largest batch seen.
+  void forward(const float* pixels, float* out, std::int64_t batch = 1);
 
  private:
   struct Layer {
@@ -50,13 +52,18 @@ class VitEncoder {
   std::vector<Layer> layers_;
   ops::LayerNorm final_layernorm_;
 
-  // Workspace, sized once.
-  FloatBuffer patches_;  // (P, C*p*p)
-  FloatBuffer normed_;   // (T, D)
-  FloatBuffer qkv_;      // (T, 3D)
-  FloatBuffer context_;  // (T, D)
-  FloatBuffer scores_;   // (H, T, T)
-  FloatBuffer mlp_;      // (T, I)
+  void reserve(std::int64_t batch);
+  float scale_ = 1.0f;  // what remains of head_dim^-0.5 after folding into the query weights
+  std::int64_t batch_capacity_ = 0;
+
+  // Workspace, sized for batch_capacity_ images.
+  FloatBuffer patches_;  // (B, P, C*p*p)
+  FloatBuffer embedded_; // (B, P, D)
+  FloatBuffer normed_;   // (B, T, D)
+  FloatBuffer qkv_;      // (B, T, 3D)
+  FloatBuffer context_;  // (B, T, D)
+  FloatBuffer scores_;   // (H, T, T), one image at a time
+  FloatBuffer mlp_;      // (B, T, I)
 };
 
 /// Loads a torch LayerNorm `<name>.weight` / `<name>.bias` of size n.

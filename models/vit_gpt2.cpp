@@ -1,5 +1,7 @@
 #include "models/vit_gpt2.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include <xcaption/errors.hpp>
@@ -53,12 +55,25 @@ VitGpt2Model::VitGpt2Model(const ModelConfig& config, Backend& backend, const We
   encoder_states_.resize(static_cast<std::size_t>(t * config.encoder.hidden_size));
 }
 
-void VitGpt2Model::encode(const float* pixels) { encoder_.forward(pixels, encoder_states_.data()); }
+void VitGpt2Model::encode(const float* pixels, std::int64_t batch) {
+  if (batch < 1) throw InputError(fmt::format("encode: batch must be at least 1, got {}", batch));
+  const auto per_image = static_cast<std::size_t>(encoder_.num_tokens() * encoder_.hidden_size());
+  if (encoder_states_.size() < per_image * static_cast<std::size_t>(batch))
+    encoder_states_.resize(per_image * static_cast<std::size_t>(batch));
+  encoder_.forward(pixels, encoder_states_.data(), batch);
+  batch_ = batch;
+}
 
-void VitGpt2Model::prepare_cross_attention(std::int64_t max_rows, std::int64_t max_length) {
+const float* VitGpt2Model::encoder_states(std::int64_t image) const {
+  if (image < 0 || image >= std::max<std::int64_t>(batch_, 1))
+    throw InputError(fmt::format("encoder_states: image {} outside the encoded batch of {}", image, batch_));
+  return encoder_states_.data() + image * encoder_.num_tokens() * encoder_.hidden_size();
+}
+
+void VitGpt2Model::prepare_cross_attention(std::int64_t max_rows, std::int64_t max_length, std::int64_t image) {
   const std::int64_t t = encoder_.num_tokens();
   decoder_.reserve(max_rows, max_length, t);
-  const float* states = encoder_states_.data();
+  const float* states = encoder_states(image);
   if (projection_) {
     ops::linear(backend_, *projection_, states, t, projected_.data());
     states = projected_.data();

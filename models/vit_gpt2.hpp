@@ -27,11 +27,14 @@ class VitGpt2Model : public StepModel {
   const Gpt2Decoder& decoder() const { return decoder_; }
   bool has_projection() const { return projection_ != nullptr; }
 
-  /// pixels (3, H, W) -> encoder last_hidden_state (T, encoder hidden), kept inside.
-  void encode(const float* pixels);
-  /// Projects the encoder states to the decoder width when needed and computes cross K/V.
-  void prepare_cross_attention(std::int64_t max_rows, std::int64_t max_length);
-  const float* encoder_states() const { return encoder_states_.data(); }
+  /// pixels (batch, 3, H, W) -> encoder last_hidden_state (batch, T, encoder hidden), kept
+  /// inside; the encoder's linear layers run once for the whole batch.
+  void encode(const float* pixels, std::int64_t batch = 1);
+  /// For image `image` of the last encode(): projects its encoder states to the decoder width
+  /// when needed and computes the cross K/V that the following decoding steps read.
+  void prepare_cross_attention(std::int64_t max_rows, std::int64_t max_length, std::int64_t image = 0);
+  /// Encoder states of image `image` of the last encode(): (T, encoder hidden).
+  const float* encoder_states(std::int64_t image = 0) const;
 
   // StepModel
   std::int64_t vocab_size() const override { return decoder_.vocab_size(); }
@@ -41,13 +44,17 @@ class VitGpt2Model : public StepModel {
     decoder_.step(tokens, logits, attention);
   }
   void reorder(const std::int64_t* src) override { decoder_.reorder(src); }
+  void log_softmax(const float* logits, std::int64_t rows, float* dst) override {
+    ops::log_softmax(backend_, logits, dst, rows, decoder_.vocab_size());
+  }
 
  private:
   Backend& backend_;
   VitEncoder encoder_;
   std::unique_ptr<PreparedLinear> projection_;  // enc_to_dec_proj (nn.Linear)
   Gpt2Decoder decoder_;
-  FloatBuffer encoder_states_;  // (T, enc hidden)
+  FloatBuffer encoder_states_;  // (batch, T, enc hidden)
+  std::int64_t batch_ = 0;      // images in encoder_states_
   FloatBuffer projected_;       // (T, dec hidden) when projecting
 };
 

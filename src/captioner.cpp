@@ -62,7 +62,9 @@ struct Captioner::Impl {
     std::string text = tokenizer.decode(ids, skip_special);
     return clean_up_spaces ? clean_up_tokenization(std::move(text)) : text;
   }
-  FloatBuffer pixels;
+  FloatBuffer pixels;  // (batch, 3, H, W), grown to the largest batch
+
+  std::vector<CaptionResult> run(std::span<const RgbImage> images, const CaptionRequest& request);
 
   Impl(ModelConfig c, Tokenizer t) : config(std::move(c)), tokenizer(std::move(t)) {}
 };
@@ -95,9 +97,9 @@ Captioner Captioner::load(const std::filesystem::path& dir, const LoadOptions& o
 
   m.backend = make_onednn_backend();
   m.backend->set_threads(options.threads);
+  m.backend->set_precision(options.dtype == ComputeType::BF16 ? Precision::BF16 : Precision::F32);
   WeightStore weights = WeightStore::open(dir);
   m.model = std::make_unique<VitGpt2Model>(m.config, *m.backend, weights, kRowsHint);
-  m.pixels.resize(static_cast<std::size_t>(3 * enc.image_size * enc.image_size));
 
   ModelInfo& i = m.info;
   i.dir = dir;
@@ -136,6 +138,28 @@ Captioner Captioner::load(const std::filesystem::path& dir, const LoadOptions& o
   i.decoder_start_token_id = s.decoder_start_token_id;
   i.eos_token_ids = s.eos_token_ids;
   i.backend = m.backend->name();
+  i.compute_dtype = options.dtype == ComputeType::BF16 ? "bf16" : "f32";
+  {
+    // Work per image (multiply-add = 2 FLOPs), from the shapes alone.
+    const double t = static_cast<double>(m.model->encoder_tokens()), p = t - 1;
+    const double de = static_cast<double>(enc.hidden_size), ie = static_cast<double>(enc.intermediate_size);
+    const double patch_in = static_cast<double>(enc.num_channels * enc.patch_size * enc.patch_size);
+    const double layer = 2 * t * de * 3 * de + 2 * 2 * t * t * de + 2 * t * de * de + 2 * 2 * t * de * ie;
+    const double d = static_cast<double>(dec.n_embd), inner = static_cast<double>(dec.n_inner);
+    const double v = static_cast<double>(dec.vocab_size), nl = static_cast<double>(dec.n_layer);
+    i.encoder_flops = 2 * p * patch_in * de + static_cast<double>(enc.num_hidden_layers) * layer;
+    if (i.enc_to_dec_proj) i.encoder_flops += 2 * t * de * d;
+    i.cross_kv_flops = nl * 2 * t * d * 2 * d;
+    // Per step and layer: c_attn (D, 3D), c_proj, q_attn, cross c_proj (D, D) each, c_fc and
+    // mlp c_proj (D, inner) each; then the LM head (D, V).
+    const double weights_per_layer = 3 * d * d + 3 * d * d + 2 * d * inner;
+    const double wbytes = options.dtype == ComputeType::BF16 ? 2 : 4;
+    i.decoder_step_flops = 2 * (nl * weights_per_layer + d * v);
+    const double head_bytes = m.model->decoder().head_f32() ? 4 : wbytes;
+    i.decoder_step_bytes = wbytes * nl * weights_per_layer + head_bytes * d * v +
+                           4 * nl * (7 * d + inner + 6 * d) +  // biases and layer norms
+                           4 * nl * t * 2 * d;                 // cached cross K/V
+  }
   for (const auto& u : g.unsupported) i.warnings.push_back("not implemented, ignored: " + u);
   i.load_ms = ms_since(t0);
   return Captioner(std::move(impl));
@@ -146,47 +170,71 @@ CaptionResult Captioner::caption_file(const std::filesystem::path& image, const 
 }
 
 CaptionResult Captioner::caption(const RgbImage& image, const CaptionRequest& request) {
-  Impl& m = *impl_;
-  const DecodeSettings settings = resolve_settings(m.config.generation, request.generation);
-  if (image.width <= 0 || image.height <= 0 ||
-      image.data.size() != static_cast<std::size_t>(image.width) * image.height * 3)
-    throw InputError(fmt::format("image of {}x{} pixels carries {} bytes, expected width*height*3",
-                                 image.width, image.height, image.data.size()));
-  CaptionResult r;
-  auto t0 = Clock::now();
-  preprocess_image(image, m.config.preprocessor, m.pixels.data());
-  r.timings.preprocess_ms = ms_since(t0);
+  return std::move(impl_->run({&image, 1}, request).front());
+}
 
-  t0 = Clock::now();
-  m.model->encode(m.pixels.data());
-  r.timings.encoder_ms = ms_since(t0);
+std::vector<CaptionResult> Captioner::caption_batch(std::span<const RgbImage> images,
+                                                    const CaptionRequest& request) {
+  if (images.empty()) return {};
+  return impl_->run(images, request);
+}
 
-  t0 = Clock::now();
-  m.model->prepare_cross_attention(settings.num_beams, settings.max_length);
-  r.timings.cross_kv_ms = ms_since(t0);
-
-  t0 = Clock::now();
-  DecodeResult d = decode(*m.model, settings, request.capture_cross_attention);
-  r.timings.decode_ms = ms_since(t0);
-
-  r.token_ids = std::move(d.tokens);
-  r.logprobs = std::move(d.logprobs);
-  r.sequence_score = d.sequence_score;
-  r.num_beams = settings.num_beams;
-  r.caption = m.decode(r.token_ids, /*skip_special=*/true);
-  r.tokens.reserve(r.token_ids.size());
-  for (auto id : r.token_ids) r.tokens.push_back(m.tokenizer.token_string(id));
-  if (request.capture_cross_attention) {
-    auto& a = r.cross_attention;
-    a.steps = static_cast<std::int64_t>(r.token_ids.size());
-    a.layers = m.model->decoder().num_layers();
-    a.heads = m.model->decoder().num_heads();
-    a.encoder_tokens = m.model->encoder_tokens();
-    a.grid_rows = m.model->encoder().grid_rows();
-    a.grid_cols = m.model->encoder().grid_cols();
-    a.weights = std::move(d.attention);
+std::vector<CaptionResult> Captioner::Impl::run(std::span<const RgbImage> images,
+                                                const CaptionRequest& request) {
+  const DecodeSettings settings = resolve_settings(config.generation, request.generation);
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const RgbImage& image = images[i];
+    if (image.width <= 0 || image.height <= 0 ||
+        image.data.size() != static_cast<std::size_t>(image.width) * image.height * 3)
+      throw InputError(fmt::format("{} of {}x{} pixels carries {} bytes, expected width*height*3",
+                                   images.size() > 1 ? fmt::format("image #{}", i) : std::string("image"),
+                                   image.width, image.height, image.data.size()));
   }
-  return r;
+  const auto n = static_cast<std::int64_t>(images.size());
+  const auto per_image = static_cast<std::size_t>(3 * config.encoder.image_size * config.encoder.image_size);
+  if (pixels.size() < per_image * images.size()) pixels.resize(per_image * images.size());
+
+  std::vector<CaptionResult> results(images.size());
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const auto t0 = Clock::now();
+    preprocess_image(images[i], config.preprocessor, pixels.data() + i * per_image);
+    results[i].timings.preprocess_ms = ms_since(t0);
+  }
+
+  auto t0 = Clock::now();
+  model->encode(pixels.data(), n);
+  const double encoder_ms = ms_since(t0) / static_cast<double>(n);
+
+  for (std::int64_t i = 0; i < n; ++i) {
+    CaptionResult& r = results[static_cast<std::size_t>(i)];
+    r.timings.encoder_ms = encoder_ms;
+    t0 = Clock::now();
+    model->prepare_cross_attention(settings.num_beams, settings.max_length, i);
+    r.timings.cross_kv_ms = ms_since(t0);
+
+    t0 = Clock::now();
+    DecodeResult d = xcaption::decode(*model, settings, request.capture_cross_attention);
+    r.timings.decode_ms = ms_since(t0);
+
+    r.token_ids = std::move(d.tokens);
+    r.logprobs = std::move(d.logprobs);
+    r.sequence_score = d.sequence_score;
+    r.num_beams = settings.num_beams;
+    r.caption = decode(r.token_ids, /*skip_special=*/true);
+    r.tokens.reserve(r.token_ids.size());
+    for (auto id : r.token_ids) r.tokens.push_back(tokenizer.token_string(id));
+    if (request.capture_cross_attention) {
+      auto& a = r.cross_attention;
+      a.steps = static_cast<std::int64_t>(r.token_ids.size());
+      a.layers = model->decoder().num_layers();
+      a.heads = model->decoder().num_heads();
+      a.encoder_tokens = model->encoder_tokens();
+      a.grid_rows = model->encoder().grid_rows();
+      a.grid_cols = model->encoder().grid_cols();
+      a.weights = std::move(d.attention);
+    }
+  }
+  return results;
 }
 
 ModelInfo Captioner::info() const { return impl_->info; }

@@ -37,8 +37,9 @@ struct CaptionRequest {
 
 struct Timings {
   double preprocess_ms = 0;
-  double encoder_ms = 0;   // ViT forward (+ projection to the decoder width)
-  double cross_kv_ms = 0;  // cross-attention keys/values, once per image
+  /// ViT forward. For caption_batch(): the batch's encoder time divided by its number of images.
+  double encoder_ms = 0;
+  double cross_kv_ms = 0;  // (projection to the decoder width and) cross-attention K/V, once per image
   double decode_ms = 0;    // the token loop
 };
 
@@ -89,13 +90,29 @@ struct ModelInfo {
   std::int64_t decoder_start_token_id = 0;
   std::vector<std::int64_t> eos_token_ids;
   std::string backend;
+  std::string compute_dtype;  // "f32" or "bf16" (LoadOptions::dtype)
   double load_ms = 0;
+  /// Work of one image, for roofline estimates (a multiply-add counts as 2 FLOPs).
+  double encoder_flops = 0;         // ViT forward (+ enc_to_dec_proj)
+  double cross_kv_flops = 0;        // cross-attention keys/values of all decoder layers
+  double decoder_step_flops = 0;    // one decoder step for one sequence (linear layers + LM head)
+  /// Bytes one decoder step must read whatever the number of beams: every decoder weight matrix
+  /// used per token (in the compute dtype, biases and norms in float32) plus the cached
+  /// cross-attention keys/values (float32). Memory bandwidth over this is the per-token floor.
+  double decoder_step_bytes = 0;
   /// Settings in the folder that xcaption does not implement (they are ignored), e.g. sampling.
   std::vector<std::string> warnings;
 };
 
+/// How the linear layers compute. F32 reproduces transformers' float32 results; BF16 stores the
+/// weights as bfloat16 (converted at load) and multiplies bfloat16 inputs with float32
+/// accumulation, while layer norms, softmax, attention and residuals stay float32: about twice
+/// as fast on CPUs with bf16 instructions, with slightly different logits.
+enum class ComputeType { F32, BF16 };
+
 struct LoadOptions {
   int threads = 0;  // 0: all cores
+  ComputeType dtype = ComputeType::F32;
 };
 
 /// A loaded model. Not thread-safe: use one Captioner per thread.
@@ -110,6 +127,13 @@ class Captioner {
 
   CaptionResult caption(const RgbImage& image, const CaptionRequest& request = {});
   CaptionResult caption_file(const std::filesystem::path& image, const CaptionRequest& request = {});
+
+  /// Captions several images with the same request: the encoder runs once for the whole batch
+  /// (its matrix products with M = images × tokens), then each image is decoded in turn. Results
+  /// are those of caption() on each image, in order (the same tokens; logits may differ in the
+  /// last bits where oneDNN blocks a larger product differently). Throws InputError for an empty or malformed image.
+  std::vector<CaptionResult> caption_batch(std::span<const RgbImage> images,
+                                           const CaptionRequest& request = {});
 
   ModelInfo info() const;
 

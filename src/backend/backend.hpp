@@ -14,6 +14,15 @@ namespace xcaption {
 
 enum class Activation { None, GeluErf, GeluTanh };
 
+/// How linear layers store their weights and multiply. F32: float32 throughout. BF16: weights
+/// rounded to bfloat16 once when prepared, products accumulated in float32; inputs of more than
+/// kBf16ExactInputRows rows (the encoder, cross K/V) are rounded to bfloat16 per call for the bf16
+/// matrix units, while the few rows of a decoding step multiply unrounded (that path is bound by
+/// memory, and rounding the decoder's inputs changed captions); bias, activation, residual add
+/// and the output stay float32.
+enum class Precision { F32, BF16 };
+inline constexpr std::int64_t kBf16ExactInputRows = 4;
+
 /// How a linear layer's weight is stored in the checkpoint.
 /// InOut: (in, out), GPT-2 Conv1D, y = x·W. OutIn: (out, in), torch nn.Linear, y = x·Wᵀ.
 enum class WeightLayout { InOut, OutIn };
@@ -21,6 +30,33 @@ enum class WeightLayout { InOut, OutIn };
 /// Element (b, i, j) of a strided 3-D operand lives at data[b*batch + i*row + j*col].
 struct Strided3 {
   std::int64_t batch, row, col;
+};
+
+/// Attention of one new query row per sequence (the decoder at each generated token). For row r
+/// and head h, with d = head_dim:
+///   p = softmax(scale · q[r, h·d .. h·d+d) · K_rᵀ) over the n keys, out[r, h·d ..) = p · V_r,
+/// where head h of key j of row r starts at k + r·kv_row_stride + h·kv_head_stride + j·kv_ld, and
+/// V likewise: heads side by side in a row (kv_head_stride = head_dim, kv_ld >= heads·head_dim),
+/// or head-major blocks (kv_head_stride >= n·kv_ld, kv_ld = head_dim), which read sequentially.
+/// kv_row_stride is each row's own cache for self-attention, 0 when all rows read the same
+/// keys/values (cross-attention). `scores`: rows·heads·n floats; on return it holds the
+/// probabilities p, (rows, heads, n).
+struct OneQueryAttention {
+  const float* q;
+  std::int64_t q_ld;
+  const float* k;
+  const float* v;
+  std::int64_t kv_row_stride;
+  std::int64_t kv_head_stride;
+  std::int64_t kv_ld;
+  std::int64_t rows;
+  std::int64_t n;
+  std::int64_t heads;
+  std::int64_t head_dim;
+  float scale;
+  float* scores;
+  float* out;
+  std::int64_t out_ld;
 };
 
 /// A linear layer's weights and bias in the backend's preferred form, prepared once at load.
@@ -43,6 +79,10 @@ class Backend {
   /// Number of threads kernels may use (0 = the runtime's default).
   virtual void set_threads(int threads) = 0;
 
+  /// Precision of the linear layers prepared from now on (layers keep the one they were made with).
+  virtual void set_precision(Precision precision) = 0;
+  virtual Precision precision() const = 0;
+
   /// Prepares y = x·W + b. `weight` holds in*out floats stored as `layout`; `bias` (out floats)
   /// may be null. The backend copies what it keeps; the caller may free both afterwards.
   /// `m_hint` is the row count the layer will mostly see (it may pick the packed layout).
@@ -56,6 +96,14 @@ class Backend {
   virtual void linear(const PreparedLinear& layer, const float* src, std::int64_t m, float* dst,
                       Activation act, bool accumulate) = 0;
 
+  /// Copies column `o` of a prepared layer's W (its `in` values: the weights that feed output
+  /// feature o) to dst as float32. For a tied LM head, W is the token embedding matrix transposed,
+  /// so this is the embedding of token o: the model needs no second copy of the matrix.
+  virtual void weight_column(const PreparedLinear& layer, std::int64_t o, float* dst) = 0;
+
+  /// See OneQueryAttention. Inputs and output are float32.
+  virtual void one_query_attention(const OneQueryAttention& args) = 0;
+
   /// C(b) = alpha · A(b) · B(b) for b < batch. A (batch, m, k), B (batch, k, n), C (batch, m, n),
   /// each with its own strides (so Kᵀ and per-head views of (T, H·d) rows need no copy).
   virtual void batched_matmul(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,
@@ -65,6 +113,10 @@ class Backend {
   /// In-place softmax over each of `rows` rows of `n` contiguous values; row r starts at
   /// data + r*ld.
   virtual void softmax(float* data, std::int64_t rows, std::int64_t n, std::int64_t ld) = 0;
+
+  /// dst = log_softmax(src) over each of `rows` dense rows of n values (x - max - log Σ exp(x - max),
+  /// float32). src and dst do not alias.
+  virtual void log_softmax(const float* src, float* dst, std::int64_t rows, std::int64_t n) = 0;
 
   /// dst = (src - mean) / sqrt(var + eps) * gamma + beta for each row of n contiguous values
   /// (biased variance, as torch.nn.LayerNorm). src and dst may be the same buffer.

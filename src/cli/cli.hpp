@@ -41,9 +41,11 @@ po::variables_map parse(const std::string& command, int argc, char** argv,
 void print_help(const std::string& usage, const std::string& summary,
                 const po::options_description& options, const std::string& details = "");
 
-/// --model and --threads, shared by every command that loads a model.
+/// --model, --threads and --dtype, shared by every command that loads a model.
 void add_model_options(po::options_description& options);
 std::filesystem::path model_dir(const po::variables_map& vm);
+/// --dtype f32|bf16 (UsageError otherwise).
+ComputeType compute_type(const po::variables_map& vm);
 Captioner load_captioner(const po::variables_map& vm);
 
 /// --beams, --max-new-tokens and the other generate() overrides, shared by caption, eval, ...
@@ -64,5 +66,6 @@ int cmd_scenes(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_attend(int argc, char** argv);
 int cmd_video(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 }  // namespace xcaption::cli

@@ -43,7 +43,8 @@ int cmd_info(int argc, char** argv) {
                           {"repetition_penalty", i.repetition_penalty},
                           {"decoder_start_token_id", i.decoder_start_token_id},
                           {"eos_token_id", i.eos_token_ids}}},
-          {"backend", i.backend}, {"load_ms", i.load_ms}, {"warnings", i.warnings}};
+          {"backend", i.backend}, {"compute_dtype", i.compute_dtype}, {"load_ms", i.load_ms},
+          {"warnings", i.warnings}};
       std::cout << j.dump(2) << "\n";
       return kOk;
     }
@@ -58,14 +59,14 @@ int cmd_info(int argc, char** argv) {
         "generation   beams {}, max_length {} (= {} new tokens), min_length {}, length_penalty {},\n"
         "             early_stopping {}, no_repeat_ngram_size {}, repetition_penalty {},\n"
         "             decoder_start {}, eos [{}]\n"
-        "backend      {}, loaded in {:.0f} ms\n",
+        "backend      {} ({} linear layers), loaded in {:.0f} ms\n",
         i.dir.string(), i.family, i.weights_file, i.weights_dtype, i.parameters / 1e6, i.image_width,
         i.image_height, i.resample, i.patch_size, i.grid_rows, i.grid_cols, i.encoder_hidden,
         i.encoder_layers, i.encoder_heads, i.decoder_hidden, i.decoder_layers, i.decoder_heads,
         i.vocab_size, i.n_positions, i.enc_to_dec_proj ? ", enc_to_dec_proj" : "", i.tokenizer_kind,
         i.tokenizer_file, i.num_beams, i.max_length, i.max_length - 1, i.min_length, i.length_penalty,
         i.early_stopping, i.no_repeat_ngram_size, i.repetition_penalty, i.decoder_start_token_id, eos,
-        i.backend, i.load_ms);
+        i.backend, i.compute_dtype, i.load_ms);
     for (const auto& w : i.warnings) std::cout << "warning      " << w << "\n";
     return kOk;
   } catch (const std::exception& e) {

@@ -35,7 +35,10 @@ void add_model_options(po::options_description& options) {
        "Hugging Face model folder (config.json, model.safetensors, tokenizer, ...). "
        "Default: $XCAPTION_MODEL, else the bundled model")
       ("threads,t", po::value<int>()->default_value(0)->value_name("N"),
-       "compute threads (0 = all cores)");
+       "compute threads (0 = all cores)")
+      ("dtype", po::value<std::string>()->default_value("f32")->value_name("f32|bf16"),
+       "linear layers in float32 (exact transformers parity) or bfloat16 (faster, weights "
+       "converted at load)");
 }
 
 std::filesystem::path model_dir(const po::variables_map& vm) {
@@ -43,10 +46,18 @@ std::filesystem::path model_dir(const po::variables_map& vm) {
   return default_model_dir();
 }
 
+ComputeType compute_type(const po::variables_map& vm) {
+  const std::string d = vm["dtype"].as<std::string>();
+  if (d == "f32") return ComputeType::F32;
+  if (d == "bf16") return ComputeType::BF16;
+  throw UsageError(fmt::format("--dtype must be f32 or bf16, got '{}'", d));
+}
+
 Captioner load_captioner(const po::variables_map& vm) {
   LoadOptions options;
   options.threads = vm["threads"].as<int>();
   if (options.threads < 0) throw UsageError("--threads must be >= 0");
+  options.dtype = compute_type(vm);
   return Captioner::load(model_dir(vm), options);
 }
 

@@ -23,6 +23,7 @@ const Command kCommands[] = {
     {"tokenize", xcaption::cli::cmd_tokenize, "text -> token ids, or ids -> text with --decode"},
     {"scenes", xcaption::cli::cmd_scenes, "render a shapes-world dataset (PNGs + scenes.jsonl)"},
     {"eval", xcaption::cli::cmd_eval, "caption a shapes-world dataset and score it"},
+    {"bench", xcaption::cli::cmd_bench, "time each stage and compare with the machine's roofline"},
 };
 
 void print_usage(std::FILE* out) {

@@ -29,6 +29,29 @@ float log_sum_exp(const float* row, std::int64_t n) {
   return mx + static_cast<float>(std::log(sum));
 }
 
+bool has_processors(const DecodeSettings& s) {
+  return s.repetition_penalty != 1.0f || s.no_repeat_ngram_size > 0 || s.min_length > 0;
+}
+
+// The `keep` best of scores[0, n) into order[0, keep), best first; equal scores keep the lower
+// index first (the order of a stable sort by descending score). One pass that only touches its
+// small sorted buffer when a value beats the current worst of it.
+void top_k(const float* scores, std::int64_t n, std::int64_t keep, std::int64_t* order) {
+  std::int64_t found = 0;
+  float worst = -std::numeric_limits<float>::infinity();
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = scores[i];
+    if (found == keep && !(v > worst)) continue;
+    std::int64_t pos = found < keep ? found++ : keep - 1;
+    while (pos > 0 && scores[order[pos - 1]] < v) {
+      order[pos] = order[pos - 1];
+      --pos;
+    }
+    order[pos] = i;
+    worst = scores[order[found - 1]];
+  }
+}
+
 void apply_processors(std::span<float> scores, std::span<const std::int64_t> history,
                       const DecodeSettings& s) {
   if (s.repetition_penalty != 1.0f) apply_repetition_penalty(scores, history, s.repetition_penalty);
@@ -126,6 +149,7 @@ DecodeResult greedy(StepModel& model, const DecodeSettings& s, bool capture) {
   std::vector<std::int64_t> history{s.decoder_start_token_id};
   history.reserve(static_cast<std::size_t>(s.max_length));
   FloatBuffer logits(static_cast<std::size_t>(vocab)), processed(static_cast<std::size_t>(vocab));
+  FloatBuffer logprobs(static_cast<std::size_t>(vocab));
   FloatBuffer attention(static_cast<std::size_t>(std::max<std::int64_t>(att, 1)));
   out.tokens.reserve(static_cast<std::size_t>(s.max_length));
   out.logprobs.reserve(static_cast<std::size_t>(s.max_length));
@@ -140,7 +164,8 @@ DecodeResult greedy(StepModel& model, const DecodeSettings& s, bool capture) {
     std::int64_t best = 0;
     for (std::int64_t i = 1; i < vocab; ++i)
       if (processed.data()[i] > processed.data()[best]) best = i;
-    const float logprob = logits.data()[best] - log_sum_exp(logits.data(), vocab);
+    model.log_softmax(logits.data(), 1, logprobs.data());
+    const float logprob = logprobs.data()[best];
     history.push_back(best);
     out.tokens.push_back(best);
     out.logprobs.push_back(logprob);
@@ -174,10 +199,11 @@ DecodeResult beam_search(StepModel& model, const DecodeSettings& s, bool capture
   beam_scores[0] = 0.0f;
 
   FloatBuffer logits(static_cast<std::size_t>(k * vocab)), scores(static_cast<std::size_t>(k * vocab));
+  FloatBuffer logprobs(static_cast<std::size_t>(k * vocab));  // raw log_softmax of the logits
   FloatBuffer attention(static_cast<std::size_t>(std::max<std::int64_t>(k * att, 1)));
-  std::vector<float> lse(static_cast<std::size_t>(k));
   std::vector<std::int64_t> tokens(static_cast<std::size_t>(k)), src(static_cast<std::size_t>(k));
-  std::vector<std::int64_t> order(static_cast<std::size_t>(k * vocab));
+  std::vector<std::int64_t> order(static_cast<std::size_t>(keep));
+  const bool processing = has_processors(s);
   std::vector<float> next_scores(static_cast<std::size_t>(k));
   BeamHypotheses hyps(k, s.length_penalty, s.early_stopping, s.max_length);
 
@@ -187,19 +213,22 @@ DecodeResult beam_search(StepModel& model, const DecodeSettings& s, bool capture
     for (std::int64_t b = 0; b < k; ++b) tokens[b] = beams[b].history.back();
     model.step(tokens.data(), logits.data(), capture ? attention.data() : nullptr);
 
+    model.log_softmax(logits.data(), k, logprobs.data());
     for (std::int64_t b = 0; b < k; ++b) {
-      const float* row = logits.data() + b * vocab;
+      const float* lp = logprobs.data() + b * vocab;
       float* sc = scores.data() + b * vocab;
-      lse[b] = log_sum_exp(row, vocab);
-      for (std::int64_t i = 0; i < vocab; ++i) sc[i] = row[i] - lse[b];  // log_softmax
-      apply_processors({sc, static_cast<std::size_t>(vocab)}, beams[b].history, s);
-      for (std::int64_t i = 0; i < vocab; ++i) sc[i] += beam_scores[b];
+      const float running = beam_scores[b];
+      if (processing) {
+        std::copy(lp, lp + vocab, sc);
+        apply_processors({sc, static_cast<std::size_t>(vocab)}, beams[b].history, s);
+        for (std::int64_t i = 0; i < vocab; ++i) sc[i] += running;
+      } else {
+        for (std::int64_t i = 0; i < vocab; ++i) sc[i] = lp[i] + running;
+      }
     }
     // top `keep` over beams x vocab, sorted by score (ties: lower flat index first).
-    std::iota(order.begin(), order.end(), 0);
     const float* sc = scores.data();
-    std::partial_sort(order.begin(), order.begin() + keep, order.end(),
-                      [sc](std::int64_t a, std::int64_t b) { return sc[a] > sc[b] || (sc[a] == sc[b] && a < b); });
+    top_k(sc, k * vocab, keep, order.data());
 
     const std::int64_t next_len = cur_len + 1;  // sequence length once this step's token is added
     const bool last = next_len >= s.max_length;   // every candidate stops here
@@ -214,7 +243,7 @@ DecodeResult beam_search(StepModel& model, const DecodeSettings& s, bool capture
       nb.history.assign(ob.history.begin(), ob.history.end());
       nb.history.push_back(token);
       nb.logprobs.assign(ob.logprobs.begin(), ob.logprobs.end());
-      nb.logprobs.push_back(logits.data()[flat] - lse[from]);
+      nb.logprobs.push_back(logprobs.data()[flat]);
       if (capture) {
         nb.attention.assign(ob.attention.begin(), ob.attention.end());
         nb.attention.insert(nb.attention.end(), attention.data() + from * att, attention.data() + (from + 1) * att);
@@ -237,7 +266,7 @@ DecodeResult beam_search(StepModel& model, const DecodeSettings& s, bool capture
       h.tokens.assign(beams[from].history.begin() + 1, beams[from].history.end());
       h.tokens.push_back(token);
       h.logprobs = beams[from].logprobs;
-      h.logprobs.push_back(logits.data()[flat] - lse[from]);
+      h.logprobs.push_back(logprobs.data()[flat]);
       if (capture) {
         h.attention = beams[from].attention;
         h.attention.insert(h.attention.end(), attention.data() + from * att, attention.data() + (from + 1) * att);
@@ -268,6 +297,15 @@ DecodeResult beam_search(StepModel& model, const DecodeSettings& s, bool capture
 }
 
 }  // namespace
+
+void StepModel::log_softmax(const float* logits, std::int64_t rows, float* dst) {
+  const std::int64_t vocab = vocab_size();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = logits + r * vocab;
+    const float lse = log_sum_exp(row, vocab);
+    for (std::int64_t i = 0; i < vocab; ++i) dst[r * vocab + i] = row[i] - lse;
+  }
+}
 
 DecodeResult decode(StepModel& model, const DecodeSettings& s, bool capture_attention) {
   if (s.num_beams < 1) throw InputError(fmt::format("num_beams must be at least 1, got {}", s.num_beams));

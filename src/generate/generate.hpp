@@ -36,6 +36,9 @@ class StepModel {
   virtual void step(const std::int64_t* tokens, float* logits, float* attention) = 0;
   /// Row i continues from old row src[i].
   virtual void reorder(const std::int64_t* src) = 0;
+  /// dst (rows, vocab) = log_softmax of logits (rows, vocab), float32. The default is a portable
+  /// loop; a model may hand it to its backend's vectorised kernel.
+  virtual void log_softmax(const float* logits, std::int64_t rows, float* dst);
 };
 
 struct DecodeResult {

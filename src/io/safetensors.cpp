@@ -164,6 +164,19 @@ void SafeTensorsFile::release() {
   for (auto& t : tensors_) t.data = nullptr;
 }
 
+void SafeTensorsFile::evict(const TensorInfo& tensor) const {
+  if (!map_ || !tensor.data || tensor.nbytes == 0) return;
+  // Whole pages only; a page shared with a neighbouring tensor is dropped too, which costs a
+  // re-read from the page cache if that neighbour is loaded later, never wrong data.
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto base = reinterpret_cast<std::uintptr_t>(map_);
+  const auto begin = reinterpret_cast<std::uintptr_t>(tensor.data) / page * page;
+  const auto end = std::min(reinterpret_cast<std::uintptr_t>(tensor.data) + tensor.nbytes + page - 1,
+                            base + file_size_ + page - 1) / page * page;
+  if (begin < base || end <= begin) return;
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advisory: errors ignored
+}
+
 const TensorInfo* SafeTensorsFile::find(std::string_view name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : &tensors_[it->second];

@@ -72,6 +72,11 @@ class SafeTensorsFile {
   void release();
   bool released() const { return map_ == nullptr; }
 
+  /// Drops the pages holding `tensor` (one of this file's) from the process's resident memory
+  /// once its values were copied: the mapping stays valid and a later read faults them in again
+  /// from the file. Keeps peak memory near one copy of the weights while a model loads.
+  void evict(const TensorInfo& tensor) const;
+
  private:
   SafeTensorsFile() = default;
   void parse_header(const unsigned char* bytes);

@@ -64,6 +64,7 @@ FloatBuffer WeightStore::load(const std::string& name) const {
     throw FormatError(fmt::format("{}: tensor '{}' read after the file was released", file->path().string(), name));
   FloatBuffer out(static_cast<std::size_t>(info.numel()));
   convert_to_f32(info.dtype, info.data, out.data(), out.size());
+  file->evict(info);
   return out;
 }
 

@@ -36,7 +36,9 @@ class WeightStore {
   void validate(const std::vector<ExpectedTensor>& table) const;
 
   bool has(const std::string& name) const;
-  /// The tensor converted to float32. Precondition: validate() accepted it.
+  /// The tensor converted to float32. Its pages of the file mapping are then dropped from resident
+  /// memory (SafeTensorsFile::evict), so that loading a model tensor by tensor never holds the
+  /// whole file and the prepared weights at once. Precondition: validate() accepted it.
   FloatBuffer load(const std::string& name) const;
   std::vector<std::int64_t> shape(const std::string& name) const;
   DType dtype(const std::string& name) const;

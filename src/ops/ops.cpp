@@ -1,5 +1,7 @@
 #include "src/ops/ops.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include <xcaption/errors.hpp>
@@ -28,6 +30,13 @@ void layer_norm(Backend& backend, const LayerNorm& ln, const float* src, float* 
   backend.layer_norm(src, dst, rows, ln.size(), ln.gamma.data(), ln.beta.data(), ln.eps);
 }
 
+void log_softmax(Backend& backend, const float* src, float* dst, std::int64_t rows, std::int64_t n) {
+  require(src && dst, "log_softmax", "null buffer");
+  require(rows > 0 && n > 0, "log_softmax", "empty input");
+  require(src != dst, "log_softmax", "src and dst must not alias");
+  backend.log_softmax(src, dst, rows, n);
+}
+
 void attention(Backend& backend, const AttentionArgs& a) {
   require(a.q && a.k && a.v && a.scores && a.out, "attention", "null buffer");
   require(a.tq > 0 && a.tk > 0 && a.heads > 0 && a.head_dim > 0, "attention", "empty shape");
@@ -45,6 +54,21 @@ void attention(Backend& backend, const AttentionArgs& a) {
                          a.scores, Strided3{a.tq * a.tk, a.tk, 1},
                          a.v, Strided3{a.head_dim, a.v_ld, 1},
                          a.out, Strided3{a.head_dim, a.out_ld, 1}, 1.0f);
+}
+
+void one_query_attention(Backend& backend, const OneQueryAttention& a) {
+  require(a.q && a.k && a.v && a.scores && a.out, "one_query_attention", "null buffer");
+  require(a.rows > 0 && a.n > 0 && a.heads > 0 && a.head_dim > 0, "one_query_attention", "empty shape");
+  const std::int64_t width = a.heads * a.head_dim;
+  require(a.q_ld >= width && a.out_ld >= width, "one_query_attention", "row stride smaller than heads * head_dim");
+  const bool side_by_side = a.kv_head_stride == a.head_dim && a.kv_ld >= width;
+  const bool head_major = a.kv_ld >= a.head_dim && a.kv_head_stride >= a.n * a.kv_ld;
+  require(side_by_side || head_major, "one_query_attention",
+          "keys/values neither heads side by side (head stride = head_dim, row >= heads * head_dim) nor "
+          "head-major (head stride >= n * kv_ld)");
+  require(a.rows == 1 || a.kv_row_stride == 0 || a.kv_row_stride >= a.n * std::max(a.kv_ld, a.kv_head_stride),
+          "one_query_attention", "sequences' keys/values overlap (kv_row_stride neither 0 nor large enough)");
+  backend.one_query_attention(a);
 }
 
 }  // namespace xcaption::ops

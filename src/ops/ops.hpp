@@ -25,6 +25,9 @@ void linear(Backend& backend, const PreparedLinear& layer, const float* src, std
 void layer_norm(Backend& backend, const LayerNorm& ln, const float* src, float* dst,
                 std::int64_t rows);
 
+/// dst (rows, n) = log_softmax of each row of src (rows, n). Throws InputError on bad sizes.
+void log_softmax(Backend& backend, const float* src, float* dst, std::int64_t rows, std::int64_t n);
+
 /// One query block attending to one key/value block, all heads at once, no mask.
 /// Row r of Q/K/V holds heads side by side: head h occupies columns [h*head_dim, (h+1)*head_dim)
 /// starting at q/k/v (so q, k, v may point into one fused QKV buffer with ld = 3*H*d).
@@ -47,5 +50,11 @@ struct AttentionArgs {
   std::int64_t out_ld;
 };
 void attention(Backend& backend, const AttentionArgs& args);
+
+/// One query row per sequence against that sequence's own keys/values, or against keys/values
+/// shared by all rows (see OneQueryAttention in src/backend/backend.hpp): the decoder's self- and
+/// cross-attention at each generated token, all rows and heads in one call. Throws InputError on
+/// null buffers, empty shapes or overlapping strides.
+void one_query_attention(Backend& backend, const OneQueryAttention& args);
 
 }  // namespace xcaption::ops

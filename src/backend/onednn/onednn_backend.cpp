@@ -9,13 +9,17 @@
 // Not thread-safe: one backend instance serves one thread at a time.
 #include "src/backend/onednn/onednn_backend.hpp"
 
+#include <immintrin.h>
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <array>
 #include <bit>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -24,6 +28,8 @@
 #include <xcaption/errors.hpp>
 
 #include "src/backend/backend.hpp"
+#include "src/backend/onednn/small_m.hpp"
+#include "src/tensor/tensor.hpp"
 
 namespace xcaption {
 namespace {
@@ -32,6 +38,7 @@ using dnnl::memory;
 using Dims = memory::dims;
 using Tag = memory::format_tag;
 constexpr auto kF32 = memory::data_type::f32;
+constexpr auto kBF16 = memory::data_type::bf16;
 
 const char* activation_name(Activation act) {
   switch (act) {
@@ -77,10 +84,13 @@ class OnednnLinear : public PreparedLinear {
   memory weights;            // (in, out) in the prepared layout
   memory bias;               // (1, out), empty when the layer has none
   int format_id = -1;        // index of the prepared layout in the backend's layout table
+  bool bf16 = false;         // weights are bf16; inputs are converted to bf16 per call
+  bool small_m = false;      // the packed layout is one the small-M kernels read
+  std::int64_t padded_in = 0;
   mutable memory plain_weights;  // (in, out) row-major, made on first need by a fallback primitive
 };
 
-enum class Op : std::int64_t { Linear = 1, BatchedMatmul, Softmax, LayerNorm };
+enum class Op : std::int64_t { Linear = 1, BatchedMatmul, Softmax, LayerNorm, LogSoftmax, Eltwise };
 
 // Every parameter that changes the primitive, padded with zeros. The thread count is part of it:
 // oneDNN fixes the number of threads (and the scratchpad size) when the primitive is created.
@@ -100,6 +110,7 @@ struct KeyHash {
 };
 
 std::int64_t float_bits(float f) { return std::bit_cast<std::uint32_t>(f); }
+float bf16_bits(std::uint16_t b) { return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16); }
 
 // A cached primitive with the memory objects it executes on. args[] points at those objects (or, for
 // linear weights and bias, at the layer's own ones, patched per call).
@@ -110,6 +121,7 @@ struct Entry {
   memory src, weights, dst, scale, shift, scratchpad;
   int weights_slot = -1, bias_slot = -1;
   bool uses_plain_weights = false;
+  bool bf16_input = false;  // the float32 input is rounded into the bf16 workspace first
 
   int bind(int arg, dnnl_memory_t mem) {
     args[static_cast<std::size_t>(nargs)] = {arg, mem};
@@ -117,8 +129,119 @@ struct Entry {
   }
 };
 
+// float32 -> bfloat16, round to nearest even: 32 values per instruction pair where the CPU has
+// AVX512-BF16 (vcvtne2ps2bf16, as oneDNN's own conversions use), else the portable routine. Replaces
+// a reorder primitive per linear call, whose fixed cost dominated at M = 1.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void to_bf16_avx512(const float* src, std::uint16_t* dst, std::int64_t n) {
+  std::int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512bh packed = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+    _mm512_storeu_si512(dst + i, reinterpret_cast<const __m512i&>(packed));
+  }
+  for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
+}
+
+void to_bf16(const float* src, std::uint16_t* dst, std::int64_t n) {
+  static const bool avx512_bf16 = __builtin_cpu_supports("avx512bf16");
+  constexpr std::int64_t kChunk = 1 << 16;  // below this, threads cost more than they save
+  const std::int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const std::int64_t begin = c * kChunk, count = std::min(kChunk, n - begin);
+    if (avx512_bf16) {
+      to_bf16_avx512(src + begin, dst + begin, count);
+    } else {
+      for (std::int64_t i = 0; i < count; ++i) dst[begin + i] = f32_to_bf16(src[begin + i]);
+    }
+  }
+}
+
+// The decoder's attention for one query row per sequence (Backend::one_query_attention). Clones
+// for AVX-512 and AVX2 give the dot products and the weighted sums full-width vectors; the library
+// itself is built for baseline x86-64.
+__attribute__((target_clones("avx512f", "avx2", "fma", "default")))
+void one_query_attention_kernel(const OneQueryAttention& a) {
+  const std::int64_t tasks = a.rows * a.heads, hd = a.head_dim, n = a.n;
+  // Each (row, head) is a few thousand FLOPs: threads pay off only for long sequences.
+  const bool parallel = tasks > 1 && tasks * n * hd >= (1 << 16);
+#pragma omp parallel for schedule(static) if (parallel)
+  for (std::int64_t t = 0; t < tasks; ++t) {
+    const std::int64_t r = t / a.heads, h = t % a.heads;
+    const float* q = a.q + r * a.q_ld + h * hd;
+    const float* k = a.k + r * a.kv_row_stride + h * a.kv_head_stride;
+    const float* v = a.v + r * a.kv_row_stride + h * a.kv_head_stride;
+    float* s = a.scores + t * n;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (std::int64_t j = 0; j < n; ++j) {
+      const float* kj = k + j * a.kv_ld;
+      float dot = 0;
+#pragma omp simd reduction(+ : dot)
+      for (std::int64_t c = 0; c < hd; ++c) dot += q[c] * kj[c];
+      s[j] = dot * a.scale;
+      mx = std::max(mx, s[j]);
+    }
+    float sum = 0;
+    for (std::int64_t j = 0; j < n; ++j) sum += (s[j] = std::exp(s[j] - mx));
+    const float inv = 1.0f / sum;
+    float* out = a.out + r * a.out_ld + h * hd;
+    for (std::int64_t c = 0; c < hd; ++c) out[c] = 0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      const float p = s[j] *= inv;
+      const float* vj = v + j * a.kv_ld;
+#pragma omp simd
+      for (std::int64_t c = 0; c < hd; ++c) out[c] += p * vj[c];
+    }
+  }
+}
+
 struct AlignedFree {
   void operator()(void* p) const { std::free(p); }
+};
+
+// Storage of prepared weights: 64-byte aligned slices of large 2 MiB-aligned chunks that ask the
+// kernel for transparent huge pages. A decoding step streams every weight once; with 4 KiB pages
+// the TLB misses of that stream cost about 15% of the achievable bandwidth on this class of machine.
+// Slices are never freed one by one: the chunks go with the backend. Pages of a chunk that no slice
+// reached are never touched, so they cost address space, not memory.
+class WeightArena {
+ public:
+  WeightArena() = default;
+  WeightArena(const WeightArena&) = delete;
+  WeightArena& operator=(const WeightArena&) = delete;
+  ~WeightArena() {
+    for (void* p : chunks_) std::free(p);
+  }
+
+  void* allocate(std::size_t bytes) {
+    bytes = round_up(std::max<std::size_t>(bytes, 1), 64);
+    if (bytes > kChunk / 4) return new_chunk(round_up(bytes, kHugePage));  // its own chunk
+    if (bytes > remaining_) {
+      cursor_ = static_cast<char*>(new_chunk(kChunk));
+      remaining_ = kChunk;
+    }
+    void* p = cursor_;
+    cursor_ += bytes;
+    remaining_ -= bytes;
+    return p;
+  }
+
+ private:
+  static constexpr std::size_t kHugePage = std::size_t{2} << 20;
+  static constexpr std::size_t kChunk = std::size_t{64} << 20;
+  static std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+  void* new_chunk(std::size_t bytes) {
+    void* p = std::aligned_alloc(kHugePage, bytes);
+    if (!p) throw BackendError("oneDNN backend: could not allocate " + std::to_string(bytes) + " bytes for weights");
+    ::madvise(p, bytes, MADV_HUGEPAGE);  // advisory: without THP the pages are simply 4 KiB ones
+    chunks_.push_back(p);
+    return p;
+  }
+
+  std::vector<void*> chunks_;
+  char* cursor_ = nullptr;
+  std::size_t remaining_ = 0;
 };
 
 class OnednnBackend : public Backend {
@@ -137,17 +260,23 @@ class OnednnBackend : public Backend {
     omp_set_num_threads(threads_);
   }
 
+  void set_precision(Precision precision) override { precision_ = precision; }
+  Precision precision() const override { return precision_; }
+
   std::unique_ptr<PreparedLinear> prepare_linear(const float* weight, WeightLayout layout,
                                                  std::int64_t in, std::int64_t out,
                                                  const float* bias, std::int64_t m_hint) override {
     sync_threads();
     const std::int64_t m = std::max<std::int64_t>(m_hint, 1);
     auto layer = std::make_unique<OnednnLinear>(in, out);
+    layer->bf16 = precision_ == Precision::BF16;
+    const auto wdt = layer->bf16 ? kBF16 : kF32;
     try {
-      // Ask oneDNN which weight layout it wants for the usual row count, then pack once.
-      const memory::desc src_md({m, in}, kF32, Tag::ab);
+      // Ask oneDNN which weight layout it wants for the usual row count, then pack once (a
+      // reorder to bf16 rounds to nearest even).
+      const memory::desc src_md({m, in}, wdt, Tag::ab);
       const memory::desc dst_md({m, out}, kF32, Tag::ab);
-      const memory::desc any_md({in, out}, kF32, Tag::any);
+      const memory::desc any_md({in, out}, wdt, Tag::any);
       const memory::desc bias_md({1, out}, kF32, Tag::ab);
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -160,7 +289,7 @@ class OnednnBackend : public Backend {
       const memory::desc user_md({in, out}, kF32,
                                  layout == WeightLayout::InOut ? Tag::ab : Tag::ba);
       memory user(user_md, engine_, const_cast<float*>(weight));
-      layer->weights = memory(packed_md, engine_);
+      layer->weights = memory(packed_md, engine_, weight_arena_.allocate(packed_md.get_size()));
       dnnl::reorder(user, layer->weights).execute(stream_, user, layer->weights);
       stream_.wait();
 
@@ -169,6 +298,20 @@ class OnednnBackend : public Backend {
         std::memcpy(layer->bias.get_data_handle(), bias, static_cast<std::size_t>(out) * sizeof(float));
       }
       layer->format_id = layout_id(packed_md);
+      // BA16a64b (f32) or BA16a64b2a (bf16) with 64-column blocks of padded_in rows each: what
+      // the small-M kernels read.
+      const dnnl_memory_desc_t& d = packed_md.data;
+      const auto& blk = d.format_desc.blocking;
+      const std::int64_t row_block = layer->bf16 ? 32 : 16;
+      layer->padded_in = d.padded_dims[0];
+      layer->small_m =
+          options_.small_m_kernels && onednn::small_m_supported(layer->bf16) &&
+          d.format_kind == dnnl_blocked && d.offset0 == 0 && blk.inner_nblks == (layer->bf16 ? 3 : 2) &&
+          blk.inner_blks[0] == 16 && blk.inner_idxs[0] == 0 && blk.inner_blks[1] == 64 &&
+          blk.inner_idxs[1] == 1 && (!layer->bf16 || (blk.inner_blks[2] == 2 && blk.inner_idxs[2] == 0)) &&
+          blk.strides[0] == row_block * 64 && blk.strides[1] == d.padded_dims[0] * 64 &&
+          d.padded_dims[0] % row_block == 0;
+
     } catch (const dnnl::error& e) {
       throw BackendError("oneDNN could not prepare linear weights (in " + std::to_string(in) +
                          ", out " + std::to_string(out) + ", m_hint " + std::to_string(m_hint) +
@@ -183,13 +326,96 @@ class OnednnBackend : public Backend {
     if (!layer) throw BackendError("oneDNN linear: the layer was prepared by another backend");
     if (m == 0) return;
     sync_threads();
+    if (layer->small_m && m <= onednn::kSmallMMaxRows && (act == Activation::None || !accumulate)) {
+      small_m_linear(*layer, src, m, dst, act, accumulate);
+      return;
+    }
     Entry& e = linear_entry(*layer, m, act, accumulate);
-    e.src.set_data_handle(const_cast<float*>(src));
+    if (e.bf16_input) {
+      to_bf16(src, static_cast<std::uint16_t*>(bf16_workspace_.get()), m * layer->in_features());
+      e.src.set_data_handle(bf16_workspace_.get());
+    } else {
+      e.src.set_data_handle(const_cast<float*>(src));
+    }
     e.dst.set_data_handle(dst);
     e.args[static_cast<std::size_t>(e.weights_slot)].memory =
         e.uses_plain_weights ? plain_weights(*layer).get() : layer->weights.get();
     if (e.bias_slot >= 0) e.args[static_cast<std::size_t>(e.bias_slot)].memory = layer->bias.get();
     execute(e, "linear");
+  }
+
+  void small_m_linear(const OnednnLinear& layer, const float* src, std::int64_t m, float* dst,
+                      Activation act, bool accumulate) {
+    const std::int64_t in = layer.in_features(), out = layer.out_features();
+    onednn::SmallMWeights w{layer.weights.get_data_handle(), in, out, layer.padded_in, layer.bf16};
+    const float* bias = layer.bias ? static_cast<const float*>(layer.bias.get_data_handle()) : nullptr;
+    onednn::small_m_linear(w, src, in, m, bias, dst, accumulate);
+    if (act != Activation::None) eltwise(dst, m, out, act);
+    ++stats_.small_m_calls;
+  }
+
+  // In-place GELU of rows x n values (the activation the small-M kernels leave to oneDNN).
+  void eltwise(float* data, std::int64_t rows, std::int64_t n, Activation act) {
+    const Key key{{static_cast<std::int64_t>(Op::Eltwise), rows, n, static_cast<std::int64_t>(act), threads_}};
+    Entry* e = find(key);
+    if (!e) {
+      const std::string what = std::string("eltwise ") + activation_name(act) + " (rows " + std::to_string(rows) +
+                               ", n " + std::to_string(n) + ")";
+      e = &create(key, what, [&](Entry& entry) {
+        const memory::desc md({rows, n}, kF32, Tag::ab);
+        const auto alg = act == Activation::GeluErf ? dnnl::algorithm::eltwise_gelu_erf
+                                                    : dnnl::algorithm::eltwise_gelu_tanh;
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        const dnnl::eltwise_forward::primitive_desc pd(
+            dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, alg, md, 0.0f, 0.0f), attr, engine_);
+        entry.primitive = dnnl::eltwise_forward(pd);
+        entry.src = memory(md, engine_, nullptr);
+        entry.bind(DNNL_ARG_SRC, entry.src.get());
+        entry.bind(DNNL_ARG_DST, entry.src.get());
+        return dnnl::primitive_desc(pd);
+      });
+    }
+    e->src.set_data_handle(data);
+    execute(*e, "eltwise");
+  }
+
+  void weight_column(const PreparedLinear& prepared, std::int64_t o, float* dst) override {
+    const auto* layer = dynamic_cast<const OnednnLinear*>(&prepared);
+    if (!layer) throw BackendError("oneDNN weight_column: the layer was prepared by another backend");
+    const dnnl_memory_desc_t& d = layer->weights.get_desc().data;
+    if (d.format_kind != dnnl_blocked)
+      throw BackendError("oneDNN weight_column: the prepared weights are not in a blocked layout");
+    const auto& b = d.format_desc.blocking;
+    // Offset of index `idx` along dimension `dim` in a blocked layout: the digits of idx in the
+    // inner blocks of that dimension (innermost last) plus the outer index times its stride, as
+    // oneDNN's memory_desc_wrapper::off_v computes it. Dimensions contribute independently.
+    auto offset = [&b](int dim, std::int64_t idx) {
+      std::int64_t off = 0, block_stride = 1;
+      for (int k = b.inner_nblks - 1; k >= 0; --k) {
+        if (b.inner_idxs[k] == dim) {
+          off += (idx % b.inner_blks[k]) * block_stride;
+          idx /= b.inner_blks[k];
+        }
+        block_stride *= b.inner_blks[k];
+      }
+      return off + idx * b.strides[dim];
+    };
+    const std::int64_t base = d.offset0 + offset(1, o);
+    const void* data = layer->weights.get_data_handle();
+    const std::int64_t in = layer->in_features();
+    if (layer->bf16) {
+      const auto* w = static_cast<const std::uint16_t*>(data);
+      for (std::int64_t i = 0; i < in; ++i) dst[i] = bf16_bits(w[base + offset(0, i)]);
+    } else {
+      const auto* w = static_cast<const float*>(data);
+      for (std::int64_t i = 0; i < in; ++i) dst[i] = w[base + offset(0, i)];
+    }
+  }
+
+  void one_query_attention(const OneQueryAttention& a) override {
+    sync_threads();
+    one_query_attention_kernel(a);
   }
 
   void batched_matmul(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,
@@ -255,6 +481,34 @@ class OnednnBackend : public Backend {
     e.src.set_data_handle(packed);
     execute(e, "softmax");
     for (std::int64_t r = 0; r < rows; ++r) std::memcpy(data + r * ld, packed + r * n, row_bytes);
+  }
+
+  void log_softmax(const float* src, float* dst, std::int64_t rows, std::int64_t n) override {
+    if (rows == 0 || n == 0) return;
+    sync_threads();
+    const Key key{{static_cast<std::int64_t>(Op::LogSoftmax), rows, n, threads_}};
+    Entry* e = find(key);
+    if (!e) {
+      const std::string what = "log_softmax (rows " + std::to_string(rows) + ", n " + std::to_string(n) + ")";
+      e = &create(key, what, [&](Entry& entry) {
+        const memory::desc md({rows, n}, kF32, Tag::ab);
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        const dnnl::softmax_v2_forward::primitive_desc pd(
+            dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::softmax_log,
+                                           md, md, 1),
+            attr, engine_);
+        entry.primitive = dnnl::softmax_v2_forward(pd);
+        entry.src = memory(md, engine_, nullptr);
+        entry.dst = memory(md, engine_, nullptr);
+        entry.bind(DNNL_ARG_SRC, entry.src.get());
+        entry.bind(DNNL_ARG_DST, entry.dst.get());
+        return dnnl::primitive_desc(pd);
+      });
+    }
+    e->src.set_data_handle(const_cast<float*>(src));
+    e->dst.set_data_handle(dst);
+    execute(*e, "log_softmax");
   }
 
   void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t n,
@@ -368,15 +622,21 @@ class OnednnBackend : public Backend {
     const std::int64_t in = layer.in_features(), out = layer.out_features();
     const bool has_bias = static_cast<bool>(layer.bias);
     const Key key{{static_cast<std::int64_t>(Op::Linear), m, in, out, layer.format_id, has_bias,
-                   static_cast<std::int64_t>(act), accumulate, threads_}};
+                   static_cast<std::int64_t>(act), accumulate, threads_, layer.bf16}};
     if (Entry* e = find(key)) return *e;
-    const std::string what = "linear (m " + std::to_string(m) + ", in " + std::to_string(in) +
+    const std::string what = std::string(layer.bf16 ? "bf16 " : "") + "linear (m " + std::to_string(m) + ", in " + std::to_string(in) +
                              ", out " + std::to_string(out) + ", bias " + (has_bias ? "yes" : "no") +
                              ", " + activation_name(act) + (accumulate ? ", accumulate)" : ")");
     return create(key, what, [&](Entry& entry) {
-      const memory::desc src_md({m, in}, kF32, Tag::ab);
+      const auto wdt = layer.bf16 ? kBF16 : kF32;
+      const memory::desc src_md({m, in}, wdt, Tag::ab);
       const memory::desc dst_md({m, out}, kF32, Tag::ab);
       const memory::desc bias_md({1, out}, kF32, Tag::ab);
+      if (layer.bf16) {
+        entry.bf16_input = true;
+        const std::size_t need = src_md.get_size();
+        if (need > bf16_workspace_bytes_) grow(bf16_workspace_, bf16_workspace_bytes_, need, "bf16 input workspace");
+      }
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       dnnl::post_ops ops;
@@ -397,7 +657,7 @@ class OnednnBackend : public Backend {
       if (!pd) {
         // oneDNN does not take the packed layout for this row count: run on plain weights, which
         // each layer materialises once (see plain_weights()).
-        pd = make_pd(memory::desc({in, out}, kF32, Tag::ab));
+        pd = make_pd(memory::desc({in, out}, wdt, Tag::ab));
         if (!pd) throw dnnl::error(dnnl_unimplemented, "no matmul implementation for plain weights");
         entry.uses_plain_weights = true;
         ++stats_.plain_weight_primitives;
@@ -416,7 +676,8 @@ class OnednnBackend : public Backend {
   const memory& plain_weights(const OnednnLinear& layer) {
     if (!layer.plain_weights) {
       try {
-        const memory::desc plain_md({layer.in_features(), layer.out_features()}, kF32, Tag::ab);
+        const memory::desc plain_md({layer.in_features(), layer.out_features()},
+                                    layer.bf16 ? kBF16 : kF32, Tag::ab);
         memory packed = layer.weights, plain(plain_md, engine_);
         dnnl::reorder(packed, plain).execute(stream_, packed, plain);
         layer.plain_weights = plain;
@@ -446,7 +707,11 @@ class OnednnBackend : public Backend {
 
   void execute(Entry& e, const char* op) {
     if (e.scratchpad) e.scratchpad.set_data_handle(scratchpad_.get());
-    dnnl_status_t status = dnnl_primitive_execute(e.primitive.get(), stream_.get(), e.nargs, e.args.data());
+    run(e.primitive, e.args.data(), e.nargs, op);
+  }
+
+  void run(const dnnl::primitive& p, const dnnl_exec_arg_t* args, int nargs, const char* op) {
+    dnnl_status_t status = dnnl_primitive_execute(p.get(), stream_.get(), nargs, args);
     if (status == dnnl_success) status = dnnl_stream_wait(stream_.get());
     if (status != dnnl_success)
       throw BackendError(std::string("oneDNN ") + op + ": execution failed with status " +
@@ -469,6 +734,7 @@ class OnednnBackend : public Backend {
   }
 
   onednn::BackendOptions options_;
+  WeightArena weight_arena_;  // declared first, destroyed last: cached memory objects point into it
   dnnl::engine engine_;
   dnnl::stream stream_;
   int default_threads_;
@@ -479,6 +745,9 @@ class OnednnBackend : public Backend {
   std::size_t scratchpad_bytes_ = 0;
   std::unique_ptr<void, AlignedFree> workspace_;  // packed softmax rows
   std::size_t workspace_bytes_ = 0;
+  std::unique_ptr<void, AlignedFree> bf16_workspace_;  // a bf16 linear's rounded input
+  std::size_t bf16_workspace_bytes_ = 0;
+  Precision precision_ = Precision::F32;
   onednn::BackendStats stats_;
 };
 

@@ -19,6 +19,9 @@ struct BackendOptions {
   /// Run softmax on rows with ld > n directly (oneDNN's reference kernel) instead of packing them
   /// into a dense workspace for the jit kernel. For tests and benchmarks.
   bool softmax_on_strided_rows = false;
+  /// Run linear layers with at most onednn::kSmallMMaxRows rows through the streaming small-M
+  /// kernels (small_m.hpp) where the CPU and the packed layout allow; false: always oneDNN matmul.
+  bool small_m_kernels = true;
 };
 
 struct BackendStats {
@@ -27,6 +30,7 @@ struct BackendStats {
   std::int64_t plain_weight_primitives = 0;  // linear primitives built on plain weights (fallback)
   std::int64_t plain_weight_copies = 0;      // layers that had to materialise plain weights
   std::int64_t scratchpad_bytes = 0;         // size of the shared user scratchpad
+  std::int64_t small_m_calls = 0;            // linear calls served by the small-M kernels
   /// One line per created primitive: "<op> <shape> -> <oneDNN implementation>".
   std::vector<std::string> created;
 };

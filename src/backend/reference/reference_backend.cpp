@@ -1,10 +1,12 @@
 // Naive reference kernels. Slow on purpose: every value is computed the obvious way with double
 // accumulation, so op-parity tests have something independent of oneDNN to compare against.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "src/backend/backend.hpp"
+#include "src/tensor/tensor.hpp"
 
 namespace xcaption {
 namespace {
@@ -14,7 +16,10 @@ class ReferenceLinear : public PreparedLinear {
   ReferenceLinear(std::int64_t in, std::int64_t out) : PreparedLinear(in, out) {}
   std::vector<float> weight;  // (in, out)
   std::vector<float> bias;    // (out) or empty
+  bool bf16 = false;          // weight holds bf16-rounded values; inputs are rounded per call
 };
+
+float round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
 
 double apply_activation(double x, Activation act) {
   switch (act) {
@@ -32,6 +37,8 @@ class ReferenceBackend : public Backend {
  public:
   std::string name() const override { return "reference"; }
   void set_threads(int) override {}
+  void set_precision(Precision precision) override { precision_ = precision; }
+  Precision precision() const override { return precision_; }
 
   std::unique_ptr<PreparedLinear> prepare_linear(const float* weight, WeightLayout layout,
                                                  std::int64_t in, std::int64_t out,
@@ -42,17 +49,55 @@ class ReferenceBackend : public Backend {
       for (std::int64_t o = 0; o < out; ++o)
         p->weight[i * out + o] = layout == WeightLayout::InOut ? weight[i * out + o] : weight[o * in + i];
     if (bias) p->bias.assign(bias, bias + out);
+    if (precision_ == Precision::BF16) {
+      p->bf16 = true;
+      for (auto& w : p->weight) w = round_bf16(w);
+    }
     return p;
+  }
+
+  void weight_column(const PreparedLinear& layer, std::int64_t o, float* dst) override {
+    const auto& p = static_cast<const ReferenceLinear&>(layer);
+    for (std::int64_t i = 0; i < p.in_features(); ++i) dst[i] = p.weight[i * p.out_features() + o];
+  }
+
+  void one_query_attention(const OneQueryAttention& a) override {
+    // Scores and probabilities in double; the probabilities are stored in the caller's float
+    // workspace (no allocation here either, so that tests can count the model's own).
+    for (std::int64_t r = 0; r < a.rows; ++r)
+      for (std::int64_t h = 0; h < a.heads; ++h) {
+        const float* q = a.q + r * a.q_ld + h * a.head_dim;
+        auto score = [&](std::int64_t j) {
+          const float* k = a.k + r * a.kv_row_stride + j * a.kv_ld + h * a.kv_head_stride;
+          double dot = 0;
+          for (std::int64_t c = 0; c < a.head_dim; ++c) dot += double(q[c]) * k[c];
+          return dot * a.scale;
+        };
+        double mx = -1e300, sum = 0;
+        for (std::int64_t j = 0; j < a.n; ++j) mx = std::max(mx, score(j));
+        for (std::int64_t j = 0; j < a.n; ++j) sum += std::exp(score(j) - mx);
+        float* p = a.scores + (r * a.heads + h) * a.n;
+        for (std::int64_t j = 0; j < a.n; ++j) p[j] = static_cast<float>(std::exp(score(j) - mx) / sum);
+        float* out = a.out + r * a.out_ld + h * a.head_dim;
+        for (std::int64_t c = 0; c < a.head_dim; ++c) {
+          double acc = 0;
+          for (std::int64_t j = 0; j < a.n; ++j)
+            acc += double(p[j]) * a.v[r * a.kv_row_stride + j * a.kv_ld + h * a.kv_head_stride + c];
+          out[c] = static_cast<float>(acc);
+        }
+      }
   }
 
   void linear(const PreparedLinear& layer, const float* src, std::int64_t m, float* dst,
               Activation act, bool accumulate) override {
     const auto& p = static_cast<const ReferenceLinear&>(layer);
     const std::int64_t in = p.in_features(), out = p.out_features();
+    const bool round_input = p.bf16 && m > kBf16ExactInputRows;  // see Precision
     for (std::int64_t r = 0; r < m; ++r) {
       for (std::int64_t o = 0; o < out; ++o) {
         double s = p.bias.empty() ? 0.0 : p.bias[o];
-        for (std::int64_t i = 0; i < in; ++i) s += double(src[r * in + i]) * p.weight[i * out + o];
+        for (std::int64_t i = 0; i < in; ++i)
+          s += double(round_input ? round_bf16(src[r * in + i]) : src[r * in + i]) * p.weight[i * out + o];
         double v = apply_activation(s, act);
         if (accumulate) v += dst[r * out + o];
         dst[r * out + o] = static_cast<float>(v);
@@ -85,6 +130,17 @@ class ReferenceBackend : public Backend {
     }
   }
 
+  void log_softmax(const float* src, float* dst, std::int64_t rows, std::int64_t n) override {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* x = src + r * n;
+      double mx = x[0], sum = 0;
+      for (std::int64_t j = 1; j < n; ++j) mx = std::max(mx, double(x[j]));
+      for (std::int64_t j = 0; j < n; ++j) sum += std::exp(double(x[j]) - mx);
+      const double lse = mx + std::log(sum);
+      for (std::int64_t j = 0; j < n; ++j) dst[r * n + j] = static_cast<float>(double(x[j]) - lse);
+    }
+  }
+
   void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t n,
                   const float* gamma, const float* beta, float eps) override {
     for (std::int64_t r = 0; r < rows; ++r) {
@@ -99,6 +155,9 @@ class ReferenceBackend : public Backend {
         dst[r * n + j] = static_cast<float>((x[j] - mean) * inv * gamma[j] + beta[j]);
     }
   }
+
+ private:
+  Precision precision_ = Precision::F32;
 };
 
 }  // namespace
