@@ -114,7 +114,7 @@ struct Options {
   /// annotated frames.
   bool annotate_attention = false;
   viz::MapOptions map;
-  viz::OverlayOptions overlay{viz::Colormap::Inferno, 0.45f};
+  viz::OverlayOptions overlay{viz::Colormap::Inferno, 0.45f, 4.0f};
 
   /// Called after every frame read (on the calling thread). May be empty.
   std::function<void(const Progress&)> on_progress;

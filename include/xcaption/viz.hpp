@@ -71,14 +71,18 @@ AttentionMap mean_map(std::span<const AttentionMap> maps);
 
 // ---- From a map to pixels ----------------------------------------------------------------------
 
-/// The map upsampled to width x height: separable cubic interpolation (Catmull-Rom) between patch
-/// centres, the centre of patch (r, c) sitting at ((c + 0.5) * width / cols, (r + 0.5) * height /
-/// rows). Beyond the outer centres the grid is mirrored (reflect-101), so a patch on the border
-/// peaks at its centre like an inner one instead of smearing (and ringing) towards the edge.
-/// Negative overshoot is clamped to 0, then everything is divided by the maximum, so the result
-/// lies in [0, 1] with 1 at the peak: an overlay's colour scale is relative to its own map.
-/// Returns width * height floats, row-major. Throws InputError for a size < 1 or an empty map.
-std::vector<float> upsample_map(const AttentionMap& map, int width, int height);
+/// The map upsampled to width x height as heat in [0, 1]: separable cubic interpolation
+/// (Catmull-Rom) between patch centres, the centre of patch (r, c) sitting at
+/// ((c + 0.5) * width / cols, (r + 0.5) * height / rows). Beyond the outer centres the grid is
+/// mirrored (reflect-101), so a patch on the border peaks at its centre like an inner one instead of
+/// smearing (and ringing) towards the edge. Negative overshoot is clamped to 0.
+/// The values are then divided by the top of the colour scale, max(peak, flat_floor / (rows * cols)):
+/// with flat_floor = 0 the heat is relative to the map's own peak (1 there); with flat_floor = k a map
+/// whose peak is below k times the uniform weight 1 / (rows * cols) stays below 1 everywhere, so
+/// attention spread evenly over the image (as for function words) shows as dim, not as hot all over.
+/// Returns width * height floats, row-major. Throws InputError for a size < 1, an empty map or a
+/// negative flat_floor.
+std::vector<float> upsample_map(const AttentionMap& map, int width, int height, float flat_floor = 0.0f);
 
 enum class Colormap {
   Inferno,  // perceptually uniform, black -> purple -> orange -> pale yellow (default)
@@ -98,10 +102,14 @@ struct OverlayOptions {
   /// Weight of the heat colour: out = (1 - alpha) * image + alpha * colour(heat). 0.55 keeps the
   /// image readable while the peak stands out; with inferno the unattended areas turn dark.
   float alpha = 0.55f;
+  /// upsample_map's flat_floor: the colour scale tops out at the map's peak or at 4 times the
+  /// uniform weight, whichever is larger. On the bundled model, words that look at one object peak
+  /// at 8-25 times the uniform weight, words that look nowhere in particular at 1-1.5 times.
+  float flat_floor = 4.0f;
 };
 
 /// The map blended over the image at the image's own resolution and aspect.
-/// Throws InputError for an empty image, alpha outside [0, 1] or an empty map.
+/// Throws InputError for an empty image, alpha outside [0, 1], a negative flat_floor or an empty map.
 RgbImage overlay(const RgbImage& image, const AttentionMap& map, const OverlayOptions& options = {});
 
 // ---- Token text --------------------------------------------------------------------------------

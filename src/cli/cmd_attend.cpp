@@ -90,6 +90,9 @@ int cmd_attend(int argc, char** argv) {
        "inferno, viridis, turbo or jet")
       ("alpha", po::value<double>()->default_value(0.55, "0.55")->value_name("X"),
        "heat colour weight in the blend, 0..1")
+      ("flat-floor", po::value<double>()->default_value(4.0, "4")->value_name("K"),
+       "the colour scale tops out at the map's peak or at K times the uniform weight, whichever is larger, "
+       "so evenly spread attention shows dim (0 = always at the peak)")
       ("columns", po::value<int>()->default_value(0)->value_name("N"), "panels per row (0 = up to 5)")
       ("panel-size", po::value<int>()->default_value(320)->value_name("PX"),
        "longest side of a panel in the grid, in pixels (0 = the image's own size)")
@@ -137,6 +140,8 @@ int cmd_attend(int argc, char** argv) {
     overlay.colormap = viz::parse_colormap(vm["colormap"].as<std::string>());
     overlay.alpha = static_cast<float>(vm["alpha"].as<double>());
     if (!(overlay.alpha >= 0 && overlay.alpha <= 1)) throw UsageError("--alpha must lie in [0, 1]");
+    overlay.flat_floor = static_cast<float>(vm["flat-floor"].as<double>());
+    if (!(overlay.flat_floor >= 0)) throw UsageError("--flat-floor must be >= 0");
     viz::PanelGridOptions grid_options;
     grid_options.columns = vm["columns"].as<int>();
     grid_options.max_panel_side = vm["panel-size"].as<int>();

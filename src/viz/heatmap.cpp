@@ -101,7 +101,8 @@ Taps cubic_taps(int n, int size) {
 
 }  // namespace
 
-std::vector<float> upsample_map(const AttentionMap& map, int width, int height) {
+std::vector<float> upsample_map(const AttentionMap& map, int width, int height, float flat_floor) {
+  if (!(flat_floor >= 0)) throw InputError(fmt::format("upsample_map: flat_floor must be >= 0, got {}", flat_floor));
   if (width < 1 || height < 1) throw InputError(fmt::format("upsample_map: invalid target size {}x{}", width, height));
   if (map.rows < 1 || map.cols < 1 || map.values.size() != static_cast<std::size_t>(map.rows) * map.cols)
     throw InputError(fmt::format("upsample_map: map of {}x{} holds {} values", map.rows, map.cols, map.values.size()));
@@ -133,8 +134,9 @@ std::vector<float> upsample_map(const AttentionMap& map, int width, int height) 
       peak = std::max(peak, v);
     }
   }
-  if (peak > 0)
-    for (float& v : out) v /= peak;
+  const float top = std::max(peak, flat_floor / static_cast<float>(map.values.size()));
+  if (top > 0)
+    for (float& v : out) v = std::min(1.0f, v / top);
   return out;
 }
 
@@ -156,7 +158,7 @@ RgbImage overlay(const RgbImage& image, const AttentionMap& map, const OverlayOp
   if (!(options.alpha >= 0.0f && options.alpha <= 1.0f))
     throw InputError(fmt::format("overlay: alpha {} outside [0, 1]", options.alpha));
   cv::Mat bgr = detail::bgr_from_rgb(image);
-  const auto heat = upsample_map(map, image.width, image.height);
+  const auto heat = upsample_map(map, image.width, image.height, options.flat_floor);
   detail::blend_heat(bgr, heat, options.colormap, options.alpha);
   return detail::rgb_from_bgr_mat(bgr);
 }

@@ -195,6 +195,24 @@ TEST_CASE("upsampled heat peaks inside the heaviest patch at the original, non-s
   CHECK_THROWS_AS(upsample_map(AttentionMap{1, 1, {1.0f}}, 0, 5), InputError);
 }
 
+TEST_CASE("flat_floor keeps evenly spread attention dim and leaves peaked maps alone", "[viz]") {
+  const AttentionMap flat{3, 3, std::vector<float>(9, 1.0f / 9)};
+  auto top = [](const std::vector<float>& v) { return *std::max_element(v.begin(), v.end()); };
+  CHECK(top(upsample_map(flat, 30, 20)) == Approx(1.0f));              // relative to its own peak
+  CHECK(top(upsample_map(flat, 30, 20, 4.0f)) == Approx(0.25f));       // peak = uniform: 1/4 of the scale
+  const AttentionMap mild{2, 2, {0.4f, 0.2f, 0.2f, 0.2f}};              // peak 1.6x uniform
+  CHECK(top(upsample_map(mild, 40, 40, 4.0f)) == Approx(0.4f).margin(0.01));
+  AttentionMap sharp{3, 3, std::vector<float>(9, 0.02f)};
+  sharp.values[4] = 0.84f;                                              // peak 7.6x uniform
+  CHECK(upsample_map(sharp, 30, 30, 4.0f) == upsample_map(sharp, 30, 30));
+  CHECK_THROWS_AS(upsample_map(flat, 3, 3, -1.0f), InputError);
+  // The overlay of a flat map with the default options is the colour a quarter up the scale.
+  const RgbImage image = gray_image(30, 30, 0);
+  const RgbImage out = overlay(image, flat);
+  const auto quarter = colormap_rgb(Colormap::Inferno, 0.25f);
+  for (int ch = 0; ch < 3; ++ch) CHECK(std::abs(out.data[(15 * 30 + 15) * 3 + ch] - 0.55 * quarter[ch]) <= 1.0);
+}
+
 TEST_CASE("overlay keeps the image size and colours the peak with the top of the colour map", "[viz]") {
   const RgbImage image = gray_image(120, 80, 100);
   AttentionMap m{2, 3, {0, 0, 0, 0, 0, 1}};  // all weight on the bottom-right patch
@@ -219,6 +237,7 @@ TEST_CASE("overlay keeps the image size and colours the peak with the top of the
   CHECK(bottom[2] > bottom[1]);
   CHECK(colormap_rgb(Colormap::Inferno, 0.0f)[0] < 10);
   CHECK_THROWS_AS(overlay(image, m, {Colormap::Jet, 1.5f}), InputError);
+  CHECK_THROWS_AS(overlay(image, m, {Colormap::Jet, 0.5f, -1.0f}), InputError);
   CHECK(parse_colormap("turbo") == Colormap::Turbo);
   CHECK_THROWS_AS(parse_colormap("rainbow"), InputError);
 }
