@@ -88,7 +88,7 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
     // OpenCV); this also spares the user the backends' own complaints about a missing file.
     std::error_code ec;
     const bool url = source.find("://") != std::string::npos, pattern = source.find('%') != std::string::npos;
-    if (!url && !pattern && !std::filesystem::is_regular_file(source, ec))
+    if (!url && !pattern && (!std::filesystem::exists(source, ec) || std::filesystem::is_directory(source, ec)))
       throw FormatError(fmt::format("cannot open video '{}': no such file", source));
     // FFmpeg first (files and network streams), then whatever else OpenCV has (GStreamer, ...).
     if (!cap.open(source, cv::CAP_FFMPEG)) cap.open(source, cv::CAP_ANY);
@@ -169,7 +169,7 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
         builder.add(t, caption, s.frame_index, s.mean_logprob);
         if (annotate && options.annotate_attention) {
           const auto tokens = viz::token_attentions(captioner, r, options.map);
-          heat = viz::upsample_map(viz::main_words_map(tokens), frame.cols, frame.rows);
+          heat = viz::upsample_map(viz::main_words_map(tokens), frame.cols, frame.rows, options.overlay.flat_floor);
         }
       }
       if (options.on_sample) options.on_sample(s, reuse);

@@ -262,17 +262,20 @@ TEST_CASE("video --annotate writes a playable copy; bad inputs leave no files", 
 TEST_CASE("video: Ctrl-C keeps the segments so far and exits with 130", "[cli]") {
   const TempDir tmp("video-sigint");
   const fs::path& dir = tmp.path;
-  // A long, changing video so the run is still going when the signal arrives.
+  // A long, changing video, captioned at every frame with long beam-searched captions, so that the
+  // run is far from its end when the signal arrives.
   const fs::path video = dir / "long.avi";
   {
     cv::VideoWriter w(video.string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 10, {64, 48});
     REQUIRE(w.isOpened());
     for (int f = 0; f < 3000; ++f) w.write(cv::Mat(48, 64, CV_8UC3, cv::Scalar((f * 37) % 256, (f * 11) % 256, 90)));
   }
-  const fs::path srt = dir / "out.srt", err = dir / "stderr";
+  const fs::path srt = dir / "out.srt", annotated = dir / "out.mp4", err = dir / "stderr";
   const std::string cli = XCAPTION_CLI_PATH;
   std::vector<std::string> args = {cli, "video", "--threads", "1", "--every", "0.1", "--diff-threshold", "0",
-                                   "--model", kTiny, video.string(), "--srt", srt.string()};
+                                   "--beams", "4", "--min-new-tokens", "60", "--max-new-tokens", "60",
+                                   "--model", kTiny, video.string(), "--srt", srt.string(),
+                                   "--annotate", annotated.string()};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -283,7 +286,16 @@ TEST_CASE("video: Ctrl-C keeps the segments so far and exits with 130", "[cli]")
   pid_t pid = 0;
   REQUIRE(posix_spawn(&pid, cli.c_str(), &actions, nullptr, argv.data(), environ) == 0);
   posix_spawn_file_actions_destroy(&actions);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // The annotated video's temporary file appears once the first frame is done: the run is in its
+  // frame loop (and its SIGINT handler installed).
+  auto started = [&] {
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().filename().string().rfind(".out.mp4.xcaption-tmp-", 0) == 0) return true;
+    return false;
+  };
+  for (int i = 0; i < 600 && !started(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(started());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   ::kill(pid, SIGINT);
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
@@ -295,4 +307,9 @@ TEST_CASE("video: Ctrl-C keeps the segments so far and exits with 130", "[cli]")
   const auto cues = parse_srt(read_file(srt));
   CHECK(!cues.empty());
   CHECK(cues.back().end < 300.0);  // stopped well before the end of the 300 s video
+  // The annotated copy was closed and renamed; no temporary is left.
+  CHECK(fs::exists(annotated));
+  CHECK_FALSE(started());
+  cv::VideoCapture back(annotated.string());
+  CHECK(back.isOpened());
 }
