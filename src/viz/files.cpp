@@ -69,7 +69,8 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
 void write_png(const std::filesystem::path& path, const RgbImage& image) {
   const cv::Mat bgr = detail::bgr_from_rgb(image);
   std::vector<std::uint8_t> buffer;
-  if (!cv::imencode(".png", bgr, buffer))
+  // zlib level 6 (its own default) rather than OpenCV's faster level 1: about 10% smaller here.
+  if (!cv::imencode(".png", bgr, buffer, {cv::IMWRITE_PNG_COMPRESSION, 6}))
     throw FormatError(fmt::format("cannot write '{}': PNG encoding failed", path.string()));
   write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(buffer.data()), buffer.size()));
 }
