@@ -107,7 +107,8 @@ struct Options {
   CaptionRequest request;
 
   /// When set, a copy of the video is written there (atomically, when the run ends) with the
-  /// current caption burned in at the bottom of every frame.
+  /// current caption (that of the last sampled frame) burned in at the bottom of every frame, on up
+  /// to three lines.
   std::filesystem::path annotate;
   std::string annotate_fourcc = "mp4v";  // four characters, as cv::VideoWriter::fourcc takes them
   /// Blend the attention map of the current caption's main words (viz::main_words_map) into the

@@ -190,7 +190,7 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
       if (out.size() == frame.size() && !heat.empty() &&
           heat.size() == static_cast<std::size_t>(out.rows) * out.cols)
         viz::detail::blend_heat(out, heat, options.overlay.colormap, options.overlay.alpha);
-      viz::detail::draw_caption_band(out, caption, 2);
+      viz::detail::draw_caption_band(out, caption, 3);
       writer.write(out);
     }
 
