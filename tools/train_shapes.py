@@ -63,6 +63,7 @@ RELATIONS = {("to", "the", "left", "of"): "left of", ("to", "the", "right", "of"
 
 # the seed of the held-out evaluation set: never rendered or read by this script
 HELD_OUT_SEED = 2026
+DEVICE = None  # torch.device, set by main (--device)
 
 
 def split_words(text: str) -> List[str]:
@@ -225,21 +226,26 @@ class Recipe:
     val_seed: int = 102
     train_count: int = 32000
     val_count: int = 1000
-    epochs: float = 3.0
+    epochs: float = 5.5
     batch_size: int = 32
     lr: float = 1e-3
-    min_lr_ratio: float = 0.02
+    min_lr_ratio: float = 0.01
+    phase_lr_ratio: float = 0.5
+    restart_epochs: float = 0.0
+    restart_lr: float = 4e-4
     warmup_steps: int = 200
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     init_seed: int = 0
     storage_dtype: str = "F16"
     amp_bf16: int = 1
-    curriculum_steps: int = 0
-    init: str = "hf"
-    aux_patch_weight: float = 0.0
-    crop_grid: int = 0
-    crop_flips: int = 0
+    curriculum_steps: int = 5000
+    init: str = "mimetic"
+    aux_patch_weight: float = 3.0
+    crop_grid: int = 8
+    crop_flips: int = 1
+    a_tokens: int = 0   # curriculum: keep this many patches (objects + background) instead of crops
+    b_tokens: int = 0   # main phase: idem (0: full images)
     pos_scale: float = 1.0
     curriculum_max_objects: int = 1
 
@@ -248,8 +254,8 @@ class Recipe:
 
 
 SMOKE = dict(vit_hidden=32, vit_layers=1, vit_heads=2, vit_mlp=64, gpt_hidden=32, gpt_layers=1,
-             gpt_heads=2, gpt_inner=64, train_count=320, val_count=64, epochs=3.0, batch_size=16,
-             warmup_steps=10, lr=2e-3)
+             gpt_heads=2, gpt_inner=64, train_count=320, val_count=64, epochs=2.0, batch_size=16,
+             warmup_steps=10, lr=2e-3, curriculum_steps=20)
 
 
 def parse_args(argv=None):
@@ -268,11 +274,16 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--blas-threads", type=int, default=2,
                    help="OPENBLAS_NUM_THREADS unless already set in the environment")
+    p.add_argument("--device", default="cpu",
+                   help="torch device for training (cpu; cuda for recipe exploration on a GPU machine)")
     p.add_argument("--log-every", type=int, default=50)
-    p.add_argument("--val-every", type=int, default=400, help="steps between validation decodes")
+    p.add_argument("--val-every", type=int, default=500, help="steps between validation decodes")
     p.add_argument("--monitor-count", type=int, default=300, help="validation scenes decoded while training")
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (pilot runs)")
+    p.add_argument("--init-from", type=Path, default=None, help="start from the weights of a checkpoint (experiments)")
+    p.add_argument("--resume-from", type=Path, default=None,
+                   help="resume from a checkpoint of a recipe that differs only in later stages")
     for f in dataclasses.fields(Recipe):
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default),
                        default=None, help=f"recipe (default {f.default})")
@@ -311,7 +322,10 @@ def render(xcaption: Path, out_dir: Path, seed: int, count: int) -> List[dict]:
             return None
         with open(jsonl) as f:
             scenes = [json.loads(l) for l in f if l.strip()]
-        if len(scenes) != count or not all((out_dir / s["file"]).exists() for s in scenes):
+        if len(scenes) != count:
+            return None
+        # a preprocessed cache stands in for the images (data carried to another machine)
+        if not any(out_dir.glob("resized_*.npy")) and not all((out_dir / s["file"]).exists() for s in scenes):
             return None
         return scenes
 
@@ -344,7 +358,7 @@ def preprocess_split(out_dir: Path, scenes: List[dict], size: int):
     if cache.exists():
         arr = np.load(cache, mmap_mode="r")
         if arr.shape == (len(scenes), size, size, 3):
-            return np.ascontiguousarray(arr)
+            return np.array(arr)  # into memory
     t0 = time.time()
     from multiprocessing import Pool
     jobs = [(str(out_dir / s["file"]), size) for s in scenes]
@@ -408,22 +422,62 @@ def crop_batch(images_u8, scenes: List[dict], grid: int, patch: int, crop: int, 
         c_lo, c_hi = int(x0 // patch), min(grid - 1, int(math.ceil(x1 / patch)) - 1)
         r_lo, r_hi = int(y0 // patch), min(grid - 1, int(math.ceil(y1 / patch)) - 1)
         # origins whose window covers the objects' cells, else the closest fit
-        c0 = rng.randint(max(0, c_hi - crop + 1), max(0, min(c_lo, grid - crop)) + 1)
-        r0 = rng.randint(max(0, r_hi - crop + 1), max(0, min(r_lo, grid - crop)) + 1)
-        c0, r0 = min(c0, grid - crop), min(r0, grid - crop)
+        def origin(lo_cell, hi_cell):
+            lo, hi = max(0, hi_cell - crop + 1), max(0, min(lo_cell, grid - crop))
+            if lo > hi:  # the objects span more than the window: centre it on them
+                lo = hi = max(0, (lo_cell + hi_cell - crop + 1) // 2)
+            return min(rng.randint(lo, hi + 1), grid - crop)
+
+        c0, r0 = origin(c_lo, c_hi), origin(r_lo, r_hi)
         out[i] = images_u8[i][r0 * patch:(r0 + crop) * patch, c0 * patch:(c0 + crop) * patch]
         rr, cc = np.meshgrid(np.arange(r0, r0 + crop), np.arange(c0, c0 + crop), indexing="ij")
         pos[i] = 1 + (rr * grid + cc).reshape(-1)
     return out, pos
 
 
-def encode_tokens(model, pixels, pos_idx):
-    """ViTModel.forward restricted to a subset of patches: the patches of `pixels` (a crop of
-    the model's input) with their own position embeddings (pos_idx, (B, P)), plus CLS. Same
-    modules and math; attention simply sees fewer tokens."""
+def object_cells(scene: dict, grid: int, flip_h: bool = False, flip_v: bool = False) -> List[int]:
+    """Patch indices (row-major, 0-based) whose cell overlaps one of the scene's object boxes, in
+    the model's squashed grid (optionally of the flipped image)."""
+    cells = set()
+    for o in scene["objects"]:
+        x0, y0, x1, y1 = o["bbox"]
+        c0, c1 = int(x0 * grid / scene["width"]), min(grid - 1, int(math.ceil(x1 * grid / scene["width"])) - 1)
+        r0, r1 = int(y0 * grid / scene["height"]), min(grid - 1, int(math.ceil(y1 * grid / scene["height"])) - 1)
+        for r in range(r0, r1 + 1):
+            for c in range(c0, c1 + 1):
+                cells.add((grid - 1 - r if flip_v else r) * grid + (grid - 1 - c if flip_h else c))
+    return sorted(cells)
+
+
+def keep_tokens(scenes: List[dict], grid: int, tokens: int, rng, flips=None):
+    """Token dropping (compute curriculum): for each scene every patch that overlaps an object box
+    plus randomly chosen background patches, `tokens` patches in all (more when the objects need
+    more, then for the whole batch). The caption stays true: only background is left out.
+    Returns (B, T) 0-based patch indices, sorted."""
+    import numpy as np
+    keep = []
+    for i, s in enumerate(scenes):
+        f = 0 if flips is None else int(flips[i])
+        keep.append(object_cells(s, grid, bool(f & 1), bool(f & 2)))
+    t = max(tokens, max(len(k) for k in keep))
+    out = np.empty((len(scenes), t), dtype=np.int64)
+    for i, k in enumerate(keep):
+        rest = np.setdiff1d(np.arange(grid * grid), k)
+        out[i] = np.sort(np.concatenate([k, rng.choice(rest, t - len(k), replace=False)]))
+    return out
+
+
+def encode_tokens(model, pixels, pos_idx, select=None):
+    """ViTModel.forward restricted to a subset of patches, plus CLS: either the patches of
+    `pixels` (a crop of the model's input) with the position embeddings pos_idx (B, P), or, with
+    `select` (B, P) 0-based patch indices, those patches of the full input. Same modules and
+    math; attention simply sees fewer tokens."""
     import torch
     emb = model.encoder.embeddings
     x = emb.patch_embeddings(pixels)                   # (B, P, D)
+    if select is not None:
+        x = x.gather(1, select[..., None].expand(-1, -1, x.size(-1)))
+        pos_idx = select + 1
     pe = emb.position_embeddings[0]                    # (1 + grid * grid, D)
     x = x + pe[pos_idx]
     cls = (emb.cls_token + pe[0]).expand(x.size(0), -1, -1)
@@ -536,11 +590,35 @@ def param_groups(model, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def lr_at(step: int, total: int, r: Recipe) -> float:
+def stage_ends(r: Recipe, steps_per_epoch: int) -> Tuple[int, int, int]:
+    """Last step (exclusive) of the curriculum, of the main phase and of the warm restart."""
+    a = r.curriculum_steps
+    b = a + int(round(r.epochs * steps_per_epoch))
+    return a, b, b + int(round(r.restart_epochs * steps_per_epoch))
+
+
+def lr_at(step: int, r: Recipe, steps_per_epoch: int) -> float:
+    """Linear warmup, then a half cosine from lr to lr * phase_lr_ratio over the curriculum, a half
+    cosine from there to lr * min_lr_ratio over the main phase and, when restart_epochs > 0, a warm
+    restart: 100 steps up to restart_lr, then a half cosine back to lr * min_lr_ratio."""
     if step < r.warmup_steps:
         return r.lr * (step + 1) / r.warmup_steps
-    t = (step - r.warmup_steps) / max(1, total - r.warmup_steps)
-    return r.lr * (r.min_lr_ratio + (1 - r.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+    def cosine(t, hi, lo):
+        return lo + (hi - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, t))))
+
+    a, b, c = stage_ends(r, steps_per_epoch)
+    low = r.lr * r.min_lr_ratio
+    mid = r.lr * r.phase_lr_ratio if a > 0 else r.lr
+    if step < a:
+        return cosine((step - r.warmup_steps) / max(1, a - r.warmup_steps), r.lr, mid)
+    if step < b:
+        start = max(a, r.warmup_steps)
+        return cosine((step - start) / max(1, b - start), mid, low)
+    ramp = 100
+    if step < b + ramp:
+        return low + (r.restart_lr - low) * (step - b + 1) / ramp
+    return cosine((step - b - ramp) / max(1, c - b - ramp), r.restart_lr, low)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,8 +633,8 @@ def greedy_batch(model, pixels, max_new_tokens: int = 20, pos_idx=None):
         enc = model.project(model.encode(pixels) if pos_idx is None else encode_tokens(model, pixels, pos_idx))
         cross = model.decoder.cross_kv(enc)
         b = pixels.size(0)
-        cur = torch.full((b, 1), BOS_ID, dtype=torch.long)
-        done = torch.zeros(b, dtype=torch.bool)
+        cur = torch.full((b, 1), BOS_ID, dtype=torch.long, device=pixels.device)
+        done = torch.zeros(b, dtype=torch.bool, device=pixels.device)
         past = None
         ids, attns = [], []
         for _ in range(max_new_tokens):
@@ -571,7 +649,7 @@ def greedy_batch(model, pixels, max_new_tokens: int = 20, pos_idx=None):
             if bool(done.all()):
                 break
         ids = torch.stack(ids, 1).tolist()
-        attns = torch.stack(attns, 1).numpy()
+        attns = torch.stack(attns, 1).float().cpu().numpy()
     result = []
     for row in ids:
         seq = []
@@ -588,7 +666,7 @@ def evaluate(model, images_u8, scenes: List[dict], grid: int, batch: int = 100) 
     and averaged over layers) of greedy captions."""
     import numpy as np
     import torch
-    lut = torch.from_numpy(pixel_lut())
+    lut = torch.from_numpy(pixel_lut()).to(DEVICE)
     model.eval()
     n = len(scenes)
     tot = dict(exact=0, cap=0, scene=0, matched=0, rel_n=0, rel_ok=0, ord_n=0, ord_ok=0, parsed=0,
@@ -597,7 +675,7 @@ def evaluate(model, images_u8, scenes: List[dict], grid: int, batch: int = 100) 
     hits, trials = None, 0
     examples = []
     for b0 in range(0, n, batch):
-        u8 = torch.from_numpy(np.ascontiguousarray(images_u8[b0:b0 + batch]))
+        u8 = torch.from_numpy(np.ascontiguousarray(images_u8[b0:b0 + batch])).to(DEVICE)
         pix = lut[u8.long()].permute(0, 3, 1, 2).contiguous()
         seqs, attns = greedy_batch(model, pix)
         if n_layers is None:
@@ -667,14 +745,14 @@ def evaluate_crops(model, images_u8, scenes: List[dict], r: Recipe) -> float:
     shape."""
     import numpy as np
     import torch
-    lut = torch.from_numpy(pixel_lut())
+    lut = torch.from_numpy(pixel_lut()).to(DEVICE)
     grid = r.image_size // r.patch_size
     one = [i for i, s in enumerate(scenes) if len(s["objects"]) == 1]
     u8, pos = crop_batch(images_u8[one], [scenes[i] for i in one], grid, r.patch_size, r.crop_grid,
                          np.random.RandomState(0))
-    pix = lut[torch.from_numpy(u8).long()].permute(0, 3, 1, 2).contiguous()
+    pix = lut[torch.from_numpy(u8).to(DEVICE).long()].permute(0, 3, 1, 2).contiguous()
     model.eval()
-    seqs, _ = greedy_batch(model, pix, pos_idx=torch.from_numpy(pos))
+    seqs, _ = greedy_batch(model, pix, pos_idx=torch.from_numpy(pos).to(DEVICE))
     hits = sum(scenes[i]["objects"][0]["shape"] in split_words(decode_ids(q)) for i, q in zip(one, seqs))
     return hits / max(1, len(one))
 
@@ -750,6 +828,8 @@ def main(argv=None) -> int:
     import torch
     from xcaption_ref.modeling import shift_tokens_right
     torch.set_num_threads(args.threads)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     t_start = time.time()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -762,19 +842,19 @@ def main(argv=None) -> int:
     train_u8 = preprocess_split(train_dir, train_scenes, r.image_size)
     val_u8 = preprocess_split(val_dir, val_scenes, r.image_size)
     label_len = 15  # the longest caption has 14 tokens, + eos
-    train_labels = torch.from_numpy(make_labels(train_scenes, label_len))
+    train_labels = torch.from_numpy(make_labels(train_scenes, label_len)).to(DEVICE)
     make_labels(val_scenes, label_len)  # checks the vocabulary
     grid = r.image_size // r.patch_size
-    lut = torch.from_numpy(pixel_lut())
+    lut = torch.from_numpy(pixel_lut()).to(DEVICE)
     log(f"data ready in {time.time() - t_start:.0f} s: {len(train_scenes)} train, {len(val_scenes)} val")
 
-    model = build_model(r)
+    model = build_model(r).to(DEVICE)
     aux_head = None
     if r.aux_patch_weight > 0:
         # auxiliary per-patch classifier on the encoder output (not exported)
         torch.manual_seed(r.init_seed + 7)
-        aux_head = torch.nn.Linear(r.vit_hidden, 1 + len(SHAPES) + 1 + len(COLORS) + 1 + len(SIZES))
-        train_patch = torch.from_numpy(patch_targets(train_scenes, grid))
+        aux_head = torch.nn.Linear(r.vit_hidden, 1 + len(SHAPES) + 1 + len(COLORS) + 1 + len(SIZES)).to(DEVICE)
+        train_patch = torch.from_numpy(patch_targets(train_scenes, grid)).to(DEVICE)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f} M parameters")
     groups = param_groups(model, r.weight_decay)
@@ -786,11 +866,19 @@ def main(argv=None) -> int:
     # `curriculum_max_objects` objects, then `epochs` passes over the whole set follow
     easy = np.array([i for i, s in enumerate(train_scenes) if len(s["objects"]) <= r.curriculum_max_objects])
     easy_steps_per_pass = max(1, len(easy) // r.batch_size)
-    total = r.curriculum_steps + int(round(r.epochs * steps_per_epoch))
+    total = stage_ends(r, steps_per_epoch)[2]
     ckpt = work / f"checkpoint_{r.key()}.pt"
     step, history, train_seconds = 0, [], 0.0
+    if args.init_from is not None:
+        model.load_state_dict(torch.load(args.init_from, map_location=DEVICE)["model"])
+        log(f"weights from {args.init_from}")
+    if args.resume_from is not None and not ckpt.exists():
+        state = torch.load(args.resume_from, map_location="cpu")
+        log(f"resuming from {args.resume_from} (recipe {state.get('recipe_key')})")
+        state["recipe_key"] = r.key()
+        torch.save(state, ckpt)
     if ckpt.exists() and not args.fresh:
-        state = torch.load(ckpt)
+        state = torch.load(ckpt, map_location=DEVICE)
         if state.get("recipe_key") == r.key():
             model.load_state_dict(state["model"])
             if aux_head is not None:
@@ -805,7 +893,7 @@ def main(argv=None) -> int:
     if not args.export_only:
         stop = total if args.max_steps is None else min(total, args.max_steps)
         model.train()
-        t_win, n_win, loss_win = time.time(), 0, []
+        t_win, n_win, loss_win, aux_win = time.time(), 0, [], []
         t_seg = time.time()
         try:
             while step < stop:
@@ -816,9 +904,29 @@ def main(argv=None) -> int:
                     epoch, k = divmod(step - r.curriculum_steps, steps_per_epoch)
                     order = np.random.RandomState(r.init_seed * 1000 + epoch).permutation(len(train_scenes))
                 idx = np.sort(order[k * r.batch_size:(k + 1) * r.batch_size])
+                stage_b = stage_ends(r, steps_per_epoch)[1]
                 crop = r.crop_grid if step < r.curriculum_steps else 0
-                pos_idx = None
-                if crop:
+                tokens = (r.a_tokens if step < r.curriculum_steps else r.b_tokens if step < stage_b else 0)
+                pos_idx = select = cells_np = None  # cells_np: original cell of each encoder token
+                if tokens:
+                    trng = np.random.RandomState(r.init_seed * 7919 + step)
+                    u8n = np.array(train_u8[idx])
+                    flips = None
+                    if step < r.curriculum_steps and r.crop_flips:
+                        # 1-object captions do not change under horizontal/vertical flips
+                        flips = trng.randint(0, 4, len(idx))
+                        u8n[flips & 1 == 1] = u8n[flips & 1 == 1][:, :, ::-1]
+                        u8n[flips & 2 == 2] = u8n[flips & 2 == 2][:, ::-1]
+                    sel_np = keep_tokens([train_scenes[i] for i in idx], grid, tokens, trng, flips)
+                    select = torch.from_numpy(sel_np).to(DEVICE)
+                    u8 = torch.from_numpy(np.ascontiguousarray(u8n))
+                    # the original cell under each kept (possibly flipped) cell, for the auxiliary head
+                    rr, cc = np.divmod(sel_np, grid)
+                    if flips is not None:
+                        cc = np.where((flips & 1 == 1)[:, None], grid - 1 - cc, cc)
+                        rr = np.where((flips & 2 == 2)[:, None], grid - 1 - rr, rr)
+                    cells_np = rr * grid + cc
+                elif crop:
                     u8c, pos_np = crop_batch(train_u8[idx], [train_scenes[i] for i in idx], grid, r.patch_size,
                                              crop, np.random.RandomState(r.init_seed * 7919 + step))
                     if r.crop_flips:
@@ -826,30 +934,40 @@ def main(argv=None) -> int:
                         flips = np.random.RandomState(r.init_seed * 7919 + step + 1).randint(0, 4, len(idx))
                         u8c[flips & 1 == 1] = u8c[flips & 1 == 1][:, :, ::-1]
                         u8c[flips & 2 == 2] = u8c[flips & 2 == 2][:, ::-1]
-                    u8, pos_idx = torch.from_numpy(np.ascontiguousarray(u8c)), torch.from_numpy(pos_np)
+                    # the original cell under each cropped (possibly flipped) patch
+                    cells_np = (pos_np - 1).reshape(len(idx), crop, crop)
+                    if r.crop_flips:
+                        cells_np[flips & 1 == 1] = cells_np[flips & 1 == 1][:, :, ::-1]
+                        cells_np[flips & 2 == 2] = cells_np[flips & 2 == 2][:, ::-1]
+                    cells_np = cells_np.reshape(len(idx), -1)
+                    u8, pos_idx = torch.from_numpy(np.ascontiguousarray(u8c)), torch.from_numpy(pos_np).to(DEVICE)
                 else:
                     u8 = torch.from_numpy(train_u8[idx])
-                pix = lut[u8.long()].permute(0, 3, 1, 2).contiguous()
-                labels = train_labels[idx]
+                pix = lut[u8.to(DEVICE).long()].permute(0, 3, 1, 2).contiguous()
+                labels = train_labels[torch.from_numpy(idx).to(DEVICE)]
                 for g in opt.param_groups:
-                    g["lr"] = lr_at(step, total, r)
+                    g["lr"] = lr_at(step, r, steps_per_epoch)
                 # VisionEncoderDecoder.forward(pix, labels=labels), spelled out to reach the
                 # encoder output (crops, auxiliary head); bf16 autocast: matrix products in oneDNN
                 # bf16 (2-3x faster here than OpenBLAS float32), float32 master weights and loss
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(r.amp_bf16)):
-                    enc = model.encode(pix) if pos_idx is None else encode_tokens(model, pix, pos_idx)
+                with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bool(r.amp_bf16)):
+                    enc = (model.encode(pix) if pos_idx is None and select is None
+                           else encode_tokens(model, pix, pos_idx, select))
                     dec_in = shift_tokens_right(labels, PAD_ID, BOS_ID)
                     logits = model.decoder(dec_in, encoder_hidden_states=model.project(enc)).logits
-                    aux_logits = aux_head(enc[:, 1:]) if aux_head is not None and pos_idx is None else None
+                    aux_logits = aux_head(enc[:, 1:]) if aux_head is not None else None
                 loss = torch.nn.functional.cross_entropy(
                     logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
                 caption_loss = float(loss)
                 if aux_logits is not None:
-                    t = train_patch[idx]
+                    t = train_patch[torch.from_numpy(idx).to(DEVICE)]  # (B, grid * grid, 3)
+                    if cells_np is not None:
+                        t = t.gather(1, torch.from_numpy(cells_np).to(DEVICE)[..., None].expand(-1, -1, 3))
                     parts = torch.split(aux_logits.float(), [1 + len(SHAPES), 1 + len(COLORS), 1 + len(SIZES)], -1)
                     aux = sum(torch.nn.functional.cross_entropy(pl.reshape(-1, pl.size(-1)), t[..., j].reshape(-1))
                               for j, pl in enumerate(parts)) / 3
                     loss = loss + r.aux_patch_weight * aux
+                    aux_win.append(float(aux))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if r.grad_clip > 0:
@@ -867,10 +985,11 @@ def main(argv=None) -> int:
                     history.append({"step": step, "loss": mean_loss, "images_per_s": ips, "elapsed_s": elapsed})
                     phase = (f"curriculum {step / easy_steps_per_pass:.2f}" if step <= r.curriculum_steps else
                              f"epoch {(step - r.curriculum_steps) / steps_per_epoch:.2f}")
-                    log(f"step {step}/{stop} {phase} loss {mean_loss:.4f} "
-                        f"lr {lr_at(step - 1, total, r):.2e} {ips:.1f} img/s elapsed {elapsed / 60:.1f} min "
+                    aux_txt = f" aux {sum(aux_win) / len(aux_win):.4f}" if aux_win else ""
+                    log(f"step {step}/{stop} {phase} loss {mean_loss:.4f}{aux_txt} "
+                        f"lr {lr_at(step - 1, r, steps_per_epoch):.2e} {ips:.1f} img/s elapsed {elapsed / 60:.1f} min "
                         f"ETA {eta / 60:.1f} min")
-                    t_win, n_win, loss_win = now, 0, []
+                    t_win, n_win, loss_win, aux_win = now, 0, [], []
                 if step % args.ckpt_every == 0 or step == stop:
                     train_seconds += time.time() - t_seg
                     t_seg = time.time()
@@ -903,7 +1022,7 @@ def main(argv=None) -> int:
     from xcaption_ref.modeling import load_pretrained
     export(model, r, args.out)
     log(f"exported to {args.out} ({sum(f.stat().st_size for f in args.out.iterdir()) / 1e6:.2f} MB)")
-    exported = load_pretrained(args.out).model  # the rounded (storage dtype) weights, in float32
+    exported = load_pretrained(args.out).model.to(DEVICE)  # the rounded (storage dtype) weights, in float32
     t_val = time.time()
     m = evaluate(exported, val_u8, val_scenes, grid)
     log(f"validation of the exported model ({len(val_scenes)} scenes of seed {r.val_seed}, "

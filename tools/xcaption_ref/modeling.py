@@ -258,13 +258,14 @@ class GPT2Attention(nn.Module):
     def _attend(self, q, k, v):
         scores = torch.matmul(q, k.transpose(-1, -2))
         if self.scale_attn_weights:
-            scores = scores / torch.full([], v.size(-1) ** 0.5, dtype=scores.dtype)
+            scores = scores / torch.full([], v.size(-1) ** 0.5, dtype=scores.dtype, device=scores.device)
         if self.scale_attn_by_inverse_layer_idx:
             scores = scores / float(self.layer_idx + 1)
         if not self.is_cross_attention:
             tq, tk = q.size(-2), k.size(-2)
-            causal = torch.ones(tk, tk, dtype=torch.bool).tril()[tk - tq:tk, :tk]
-            scores = torch.where(causal, scores, torch.full([], torch.finfo(scores.dtype).min, dtype=scores.dtype))
+            causal = torch.ones(tk, tk, dtype=torch.bool, device=scores.device).tril()[tk - tq:tk, :tk]
+            scores = torch.where(causal, scores, torch.full([], torch.finfo(scores.dtype).min, dtype=scores.dtype,
+                                                          device=scores.device))
         probs = F.softmax(scores, dim=-1)
         out = torch.matmul(self.attn_dropout(probs), v)
         b, h, t, hd = out.shape
@@ -365,7 +366,7 @@ class GPT2LMHeadModel(nn.Module):
         t = input_ids.size(1)
         if t0 + t > self.config.n_positions:
             raise ValueError(f"sequence length {t0 + t} exceeds n_positions {self.config.n_positions}")
-        pos = torch.arange(t0, t0 + t, dtype=torch.long).unsqueeze(0)
+        pos = torch.arange(t0, t0 + t, dtype=torch.long, device=input_ids.device).unsqueeze(0)
         x = self.transformer.drop(self.transformer.wte(input_ids) + self.transformer.wpe(pos))
         presents, cross_attns, self_attns = [], [], []
         for i, blk in enumerate(self.transformer.h):
