@@ -15,6 +15,7 @@
 #include <xcaption/video.hpp>
 
 #include "src/cli/cli.hpp"
+#include "src/viz/files.hpp"
 
 namespace xcaption::cli {
 
@@ -22,7 +23,44 @@ namespace {
 
 volatile std::sig_atomic_t g_interrupted = 0;
 
-extern "C" void on_sigint(int) { g_interrupted = 1; }
+// First Ctrl-C: stop after the current frame and keep what is done. Second: quit at once (a
+// frame can take long, or a stream can stall in a read), removing the temporaries of unfinished
+// outputs. Only async-signal-safe calls here.
+extern "C" void on_sigint(int sig) {
+  if (g_interrupted == 0 && sig == SIGINT) {
+    g_interrupted = 1;
+    static const char msg[] = "\nxcaption: stopping after this frame (Ctrl-C again to quit now)\n";
+    [[maybe_unused]] const auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    return;
+  }
+  viz::detail::unlink_tracked_temporaries();
+  static const char msg[] = "\nxcaption: quit; unfinished outputs removed\n";
+  [[maybe_unused]] const auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+  ::_exit(sig == SIGINT ? 130 : 128 + sig);
+}
+
+// Installs on_sigint for SIGINT and SIGTERM (SIGTERM quits at once) until destroyed, so that the
+// outputs written after the frame loop are covered too.
+class SignalGuard {
+ public:
+  SignalGuard() {
+    g_interrupted = 0;
+    struct sigaction action {};
+    action.sa_handler = on_sigint;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGINT, &action, &previous_int_);
+    ::sigaction(SIGTERM, &action, &previous_term_);
+  }
+  ~SignalGuard() {
+    ::sigaction(SIGINT, &previous_int_, nullptr);
+    ::sigaction(SIGTERM, &previous_term_, nullptr);
+  }
+  SignalGuard(const SignalGuard&) = delete;
+  SignalGuard& operator=(const SignalGuard&) = delete;
+
+ private:
+  struct sigaction previous_int_ {}, previous_term_{};
+};
 
 std::string clock_text(double seconds) {
   const auto s = static_cast<long long>(seconds < 0 ? 0 : seconds + 0.5);
@@ -109,7 +147,8 @@ int cmd_video(int argc, char** argv) {
           "one frame after the previous (1 / reported fps, else --assume-fps). Segments end where the\n"
           "next begins; the last one at the end of what was read.\n\n"
           "Output files are written atomically when the run ends. Ctrl-C stops after the current frame,\n"
-          "writes the segments so far (and closes the annotated video), and exits with 130. Progress\n"
+          "writes the segments so far (and closes the annotated video), and exits with 130; a second\n"
+          "Ctrl-C, or SIGTERM, quits at once without writing anything (exit 130, 143). Progress\n"
           "(frames done/total, elapsed, ETA) is shown on stderr when it is a terminal.\n");
       return kOk;
     }
@@ -153,22 +192,16 @@ int cmd_video(int argc, char** argv) {
     ProgressLine line;
     const bool tty = ::isatty(STDERR_FILENO) == 1;
     if (tty) o.on_progress = [&](const video::Progress& p) { line.update(p); };
-    g_interrupted = 0;
-    struct sigaction action {}, previous{};
-    action.sa_handler = on_sigint;
-    sigemptyset(&action.sa_mask);
-    ::sigaction(SIGINT, &action, &previous);
+    const SignalGuard signals;
     o.should_stop = [] { return g_interrupted != 0; };
 
     video::Result result;
     try {
       result = video::caption_video(captioner, input, o);
     } catch (...) {
-      ::sigaction(SIGINT, &previous, nullptr);
       if (tty) line.end();
       throw;
     }
-    ::sigaction(SIGINT, &previous, nullptr);
     if (tty) line.end();
 
     const auto& segs = result.segments;

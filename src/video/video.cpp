@@ -41,12 +41,22 @@ double thumb_difference(const cv::Mat& a, const cv::Mat& b) {
 }
 
 // Removes the temporary annotated file unless committed.
+// The annotated video's temporary: removed unless committed, also by a forced exit (tracked).
 struct TempFile {
   std::filesystem::path path;
+  void set(std::filesystem::path p) {
+    path = std::move(p);
+    viz::detail::track_temporary(path);
+  }
+  void forget() {
+    viz::detail::untrack_temporary(path);
+    path.clear();
+  }
   ~TempFile() {
     if (!path.empty()) {
       std::error_code ec;
       std::filesystem::remove(path, ec);
+      viz::detail::untrack_temporary(path);
     }
   }
 };
@@ -177,7 +187,7 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
 
     if (annotate) {
       if (!writer.isOpened()) {
-        tmp.path = viz::detail::temporary_sibling(options.annotate);
+        tmp.set(viz::detail::temporary_sibling(options.annotate));
         const auto& f = options.annotate_fourcc;
         const double fps = result.fps > 0 && result.fps <= 1000 ? result.fps : options.assumed_fps;
         writer.open(tmp.path.string(), cv::VideoWriter::fourcc(f[0], f[1], f[2], f[3]), fps, frame.size());
@@ -209,7 +219,7 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
   if (writer.isOpened()) {
     writer.release();
     viz::detail::commit_temporary(tmp.path, options.annotate);
-    tmp.path.clear();
+    tmp.forget();
   }
   return result;
 }

@@ -3,11 +3,13 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <regex>
@@ -312,4 +314,114 @@ TEST_CASE("video: Ctrl-C keeps the segments so far and exits with 130", "[cli]")
   CHECK_FALSE(started());
   cv::VideoCapture back(annotated.string());
   CHECK(back.isOpened());
+}
+
+TEST_CASE("video: a second Ctrl-C (or SIGTERM) quits a stalled stream at once and leaves no partial output",
+          "[cli]") {
+  const TempDir tmp("video-sigint2");
+  const fs::path& dir = tmp.path;
+  const fs::path recorded = dir / "rec.avi";
+  {
+    cv::VideoWriter w(recorded.string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 10, {64, 48});
+    REQUIRE(w.isOpened());
+    for (int f = 0; f < 600; ++f) w.write(cv::Mat(48, 64, CV_8UC3, cv::Scalar((f * 37) % 256, (f * 11) % 256, 90)));
+  }
+  const std::string bytes = read_file(recorded);
+  const std::string cli = XCAPTION_CLI_PATH;
+
+  // The input is a FIFO that delivers the first 10% of the recording and then stalls, as a network
+  // stream can: the frame loop blocks in a read, so the first signal alone cannot end the run.
+  const auto run = [&](const std::vector<int>& signals, int expected_status) {
+    const fs::path fifo = dir / "in.avi", srt = dir / "out.srt", annotated = dir / "out.mp4", err = dir / "stderr";
+    fs::remove(fifo);
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    std::atomic<bool> release{false};
+    std::thread feeder([&] {
+      const int fd = ::open(fifo.c_str(), O_WRONLY);
+      if (fd < 0) return;
+      const std::size_t part = bytes.size() / 10;
+      for (std::size_t done = 0; done < part;) {
+        const ssize_t n = ::write(fd, bytes.data() + done, part - done);
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+      }
+      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      ::close(fd);
+    });
+    std::vector<std::string> args = {cli, "video", "--threads", "1", "--model", kTiny, fifo.string(),
+                                     "--srt", srt.string(), "--annotate", annotated.string()};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    pid_t pid = 0;
+    REQUIRE(posix_spawn(&pid, cli.c_str(), &actions, nullptr, argv.data(), environ) == 0);
+    posix_spawn_file_actions_destroy(&actions);
+    auto temporary_exists = [&] {
+      for (const auto& e : fs::directory_iterator(dir))
+        if (e.path().filename().string().rfind(".out.mp4.xcaption-tmp-", 0) == 0) return true;
+      return false;
+    };
+    for (int i = 0; i < 600 && !temporary_exists(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const bool started = temporary_exists();
+    // Stalled: everything fed has been decoded once the process stops using CPU time.
+    const auto cpu_ticks = [&] {
+      std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+      std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+      std::istringstream rest(text.substr(text.rfind(')') + 2));
+      std::string field;
+      long long ticks = 0;
+      for (int k = 3; k <= 15 && rest >> field; ++k)
+        if (k == 14 || k == 15) ticks += std::stoll(field);  // utime, stime
+      return ticks;
+    };
+    for (int i = 0, still = 0; started && i < 300 && still < 5; ++i) {
+      const long long before = cpu_ticks();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      still = cpu_ticks() == before ? still + 1 : 0;
+    }
+    for (std::size_t k = 0; k < signals.size() && started; ++k) {
+      ::kill(pid, signals[k]);
+      if (k + 1 < signals.size()) {  // let the first one be handled before the next
+        for (int i = 0; i < 400 && read_file(err).find("Ctrl-C again") == std::string::npos; ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    if (!started) ::kill(pid, SIGKILL);
+    // It must end by itself, promptly; a run that ignores the signals is killed and fails the test.
+    int status = 0;
+    bool reaped = false;
+    for (int i = 0; i < 1500 && !reaped; ++i) {
+      reaped = ::waitpid(pid, &status, WNOHANG) == pid;
+      if (!reaped) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (!reaped) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    release = true;
+    feeder.join();
+    const std::string log = read_file(err);
+    INFO(log);
+    REQUIRE(started);
+    REQUIRE(reaped);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == expected_status);
+    CHECK(log.find("quit; unfinished outputs removed") != std::string::npos);
+    CHECK_FALSE(temporary_exists());     // the annotated video's temporary is gone
+    CHECK_FALSE(fs::exists(annotated));  // and nothing half-written took its name
+    CHECK_FALSE(fs::exists(srt));
+    return log;
+  };
+  SECTION("Ctrl-C twice") {
+    const std::string log = run({SIGINT, SIGINT}, 130);
+    CHECK(log.find("Ctrl-C again to quit now") != std::string::npos);
+  }
+  SECTION("SIGTERM") {
+    const std::string log = run({SIGTERM}, 143);
+    CHECK(log.find("Ctrl-C again") == std::string::npos);
+  }
 }

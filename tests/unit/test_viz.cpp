@@ -1,13 +1,18 @@
 // Attention maps, rollout, upsampling geometry, overlays, token labels, panel grids and atomic PNG
 // writes (include/xcaption/viz.hpp).
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <random>
 
+#include <fmt/format.h>
 #include <opencv2/imgcodecs.hpp>
 
 #include <xcaption/captioner.hpp>
@@ -15,6 +20,7 @@
 #include <xcaption/viz.hpp>
 
 #include "src/tokenizer/tokenizer.hpp"
+#include "src/viz/files.hpp"
 #include "tests/e2e/cli_runner.hpp"
 #include "tests/test_util.hpp"
 
@@ -375,6 +381,52 @@ TEST_CASE("write_png is atomic: the file appears whole or not at all", "[viz]") 
   write_file_atomic(dir / "t.txt", "old");
   write_file_atomic(dir / "t.txt", "new text");
   CHECK(test::read_file(dir / "t.txt") == "new text");
+}
+
+TEST_CASE("temporaries of a killed run are removed by the next write to the same file, live ones kept", "[viz]") {
+  const test::TempDir tmp("stale");
+  const fs::path& dir = tmp.path;
+  // A process id that is certainly gone: a child that has exited and been reaped.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  const auto touch = [&](const std::string& name) {
+    std::ofstream(dir / name) << "partial";
+    return dir / name;
+  };
+  const fs::path dead = touch(fmt::format(".out.mp4.xcaption-tmp-{}-0.mp4", child));
+  const fs::path live = touch(fmt::format(".out.mp4.xcaption-tmp-{}-3.mp4", ::getppid()));  // our parent runs
+  const fs::path other = touch(fmt::format(".other.mp4.xcaption-tmp-{}-0.mp4", child));     // another output
+  const fs::path odd = touch(".out.mp4.xcaption-tmp-notapid-0.mp4");
+  const fs::path fresh = xcaption::viz::detail::temporary_sibling(dir / "out.mp4");
+  CHECK_FALSE(fs::exists(dead));
+  CHECK(fs::exists(live));
+  CHECK(fs::exists(other));
+  CHECK(fs::exists(odd));
+  CHECK(fresh.filename().string().rfind(fmt::format(".out.mp4.xcaption-tmp-{}-", ::getpid()), 0) == 0);
+  CHECK(fresh.extension() == ".mp4");
+  // write_file_atomic goes through the same path.
+  const fs::path dead_txt = touch(fmt::format(".t.txt.xcaption-tmp-{}-7.txt", child));
+  write_file_atomic(dir / "t.txt", "x");
+  CHECK_FALSE(fs::exists(dead_txt));
+  CHECK(test::read_file(dir / "t.txt") == "x");
+}
+
+TEST_CASE("tracked temporaries are unlinked by the forced-exit path and forgotten once untracked", "[viz]") {
+  const test::TempDir tmp("tracked");
+  const fs::path a = tmp.path / "a.tmp", b = tmp.path / "b.tmp";
+  std::ofstream(a) << "a";
+  std::ofstream(b) << "b";
+  REQUIRE(xcaption::viz::detail::track_temporary(a));
+  REQUIRE(xcaption::viz::detail::track_temporary(b));
+  xcaption::viz::detail::untrack_temporary(b);
+  xcaption::viz::detail::unlink_tracked_temporaries();
+  CHECK_FALSE(fs::exists(a));
+  CHECK(fs::exists(b));
+  xcaption::viz::detail::untrack_temporary(a);
+  CHECK_FALSE(xcaption::viz::detail::track_temporary(std::string(5000, 'x')));  // too long: refused
 }
 
 TEST_CASE("token_attentions on a real capture: one normalised map per generated token", "[viz]") {
