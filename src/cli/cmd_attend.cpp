@@ -42,7 +42,9 @@ nlohmann::ordered_json to_json(const std::string& image, const CaptionResult& r,
     nlohmann::ordered_json rows = nlohmann::ordered_json::array();
     for (int y = 0; y < t.map.rows; ++y) {
       nlohmann::ordered_json row = nlohmann::ordered_json::array();
-      for (int x = 0; x < t.map.cols; ++x) row.push_back(t.map.at(y, x));
+      // The shortest decimal that reads back as the same float (at most 9 significant digits),
+      // rather than the 17 digits of its double widening.
+      for (int x = 0; x < t.map.cols; ++x) row.push_back(std::stod(fmt::format("{}", t.map.at(y, x))));
       rows.push_back(std::move(row));
     }
     j["tokens"].push_back({{"token", t.token}, {"id", t.id}, {"map", std::move(rows)}});
