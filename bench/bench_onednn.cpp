@@ -1,7 +1,6 @@
 // Throughput of the oneDNN backend's linear and the fixed cost of a cached primitive call.
-// Not part of the CMake build (benchmarks are not tests). Build and run from the repo root:
-//   g++ -O2 -std=c++20 -fopenmp -I. -Iinclude bench/bench_onednn.cpp \
-//       src/backend/onednn/onednn_backend.cpp -ldnnl -o build/bench_onednn && ./build/bench_onednn
+// Not built by default (benchmarks are not tests). Build and run from the repo root:
+//   cmake --build build --target bench_onednn && ./build/bench_onednn
 // Heap allocations are counted by replacing the global operator new of this program, which also
 // sees the ones libdnnl makes inside an execute call.
 #include <algorithm>

@@ -1,8 +1,6 @@
 // How often --dtype bf16 gives the same caption as float32, on rendered shapes-world scenes (the
-// default model's evaluation distribution). Not part of the CMake build. From the repo root, after
-// building the library:
-//   g++ -O2 -std=c++20 -fopenmp -I. -Iinclude bench/bf16_agreement.cpp build/libxcaption_lib.a \
-//       $(pkg-config --libs opencv4) -ldnnl -lfmt -o build/bf16_agreement
+// default model's evaluation distribution). Not built by default: from the repo root,
+//   cmake --build build --target bf16_agreement      (or --target bench for all benchmarks)
 //   build/bf16_agreement [MODEL_DIR] [COUNT=1000] [SEED=2026] [BEAMS=model default]
 // Prints the number of scenes, identical captions, and the first differing captions.
 #include <cstdio>

@@ -1,7 +1,6 @@
 // Renderer throughput: scenes per second for make_scene (pixels in memory) and for render_scenes
-// (PNG + JSONL on disk). Not built by CMake; build after the library:
-//   g++ -std=c++20 -O2 -fopenmp -I. -Iinclude bench/scenes_bench.cpp build/libxcaption_lib.a \
-//       $(pkg-config --libs opencv4) -lfmt -o build/scenes_bench
+// (PNG + JSONL on disk). Not built by default:
+//   cmake --build build --target scenes_bench
 //   ./build/scenes_bench [count] [out_dir]
 #include <chrono>
 #include <cstdio>

@@ -12,8 +12,16 @@ Steps:
   2. preprocess every image exactly like the engine (tools/xcaption_ref/preprocess.py: PIL bilinear
      resize to 112x112) into an in-memory uint8 cache (also saved as .npy next to the images);
   3. train the Hugging Face VisionEncoderDecoder of tools/xcaption_ref/modeling.py (ViT encoder,
-     GPT-2 decoder with cross-attention) on the canonical (first) reference caption with the
-     plain captioning loss (cross-entropy of the next token; no loss on attention maps);
+     GPT-2 decoder with cross-attention) on the canonical (first) reference caption:
+     - loss: cross-entropy of the next caption token, plus an auxiliary per-patch classifier on
+       the encoder's output (shape, colour and size of the object under each patch, or
+       background; weight aux_patch_weight), a training-only head that is not exported. Nothing
+       supervises the attention maps: where the decoder's cross-attention looks is learned from
+       the caption loss alone;
+     - curriculum: the first curriculum_steps steps see single-object scenes as patch-aligned
+       8x8-patch crops around the object (randomly flipped), then full scenes for `epochs`;
+     - initialisation: HF's normal(0.02) except "mimetic" ViT attention weights and 2D sine-cosine
+       position embeddings (--init mimetic, the default; the architecture is unchanged);
      progress lines give step, loss, images/s and ETA; a checkpoint is written periodically and
      an interrupted run resumes from it when started again with the same recipe;
   4. export an HF model folder to --out (config.json, model.safetensors in F16,
@@ -23,6 +31,9 @@ Steps:
 
 `--smoke` trains a micro model on a few hundred scenes for a few dozen steps (about a minute) so
 CI can check that the recipe still runs and that the engine loads its output.
+
+`--device cuda` runs the same recipe on a GPU (recipe exploration only: the shipped model is trained
+on the CPU; data rendered elsewhere can be brought as the work folder's resized_112.npy caches).
 
 Threads: torch runs its own ops on --threads threads (default 1) and matrix products in OpenBLAS
 with OPENBLAS_NUM_THREADS (default 2, set before torch is imported); on this 2-core machine that is
