@@ -405,12 +405,12 @@ TEST_CASE("segments of the bundled model follow the scene changes of a rendered 
       INFO("scene " << k << ": " << shown[k].captions[0] << " / segment: " << r.segments[k].caption);
       CHECK(r.segments[k].start >= cuts[k]);
       CHECK(r.segments[k].start <= cuts[k] + every + 1e-6);
-      // The shipped model names colours reliably but shapes only weakly (see its model card), so the
-      // segment is checked for the colour of the scene it covers.
+      // Each segment names the object of the scene it covers.
       const auto parsed = scenes::parse_caption(r.segments[k].caption);
       REQUIRE(parsed.ok);
       REQUIRE(parsed.objects.size() == 1);
       CHECK(parsed.objects[0].color == shown[k].objects[0].color);
+      CHECK(parsed.objects[0].shape == shown[k].objects[0].shape);
     }
     CHECK(r.segments.back().end == Approx(8.0));
   }
