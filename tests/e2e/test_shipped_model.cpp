@@ -42,7 +42,10 @@ TEST_CASE("bundled model meets issue 3's thresholds on 100 held-out scenes (seed
   const json m = eval_heldout(dir, 100, "--min-object-f1 0.97 --min-relation-accuracy 0.95 --min-pointing 0.90");
   INFO(m.dump(2));
   // Measured 2026-11-28: object F1 0.975, relation 0.971 (34/35), pointing 0.964 (layer mean),
-  // count and parse 1.00, exact match 0.96.
+  // count and parse 1.00, exact match 0.96. The relation threshold leaves one scene of margin, but
+  // the decisions are not close: the smallest gap between the top two logits over every greedy
+  // step of these 100 scenes is 0.16 (float32, the training code's forward), far above what a
+  // different summation order (another CPU's kernels) changes.
   CHECK(m["metrics"]["object_f1"].get<double>() >= 0.97);
   CHECK(m["metrics"]["relation_accuracy"].get<double>() >= 0.95);
   CHECK(m["metrics"]["pointing"]["rate"].get<double>() >= 0.90);
