@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #include <fmt/format.h>
 #include <opencv2/imgproc.hpp>
@@ -40,23 +41,22 @@ double thumb_difference(const cv::Mat& a, const cv::Mat& b) {
   return max / 255.0;
 }
 
-// Removes the temporary annotated file unless committed.
 // The annotated video's temporary: removed unless committed, also by a forced exit (tracked).
 struct TempFile {
   std::filesystem::path path;
+  std::optional<viz::detail::TrackedTemporary> tracking;
   void set(std::filesystem::path p) {
     path = std::move(p);
-    viz::detail::track_temporary(path);
+    tracking.emplace(path);
   }
   void forget() {
-    viz::detail::untrack_temporary(path);
+    tracking.reset();
     path.clear();
   }
   ~TempFile() {
     if (!path.empty()) {
       std::error_code ec;
       std::filesystem::remove(path, ec);
-      viz::detail::untrack_temporary(path);
     }
   }
 };

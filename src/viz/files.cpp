@@ -6,7 +6,6 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
-#include <csignal>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -110,17 +109,12 @@ void commit_temporary(const std::filesystem::path& tmp, const std::filesystem::p
 
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
   const auto tmp = detail::temporary_sibling(path);
-  const bool tracked = detail::track_temporary(tmp);
+  const detail::TrackedTemporary tracking(tmp);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd < 0) {
-    const int err = errno;
-    if (tracked) detail::untrack_temporary(tmp);
-    throw FormatError(fmt::format("cannot write '{}': {}", path.string(), std::strerror(err)));
-  }
+  if (fd < 0) throw FormatError(fmt::format("cannot write '{}': {}", path.string(), std::strerror(errno)));
   auto fail = [&](int err) {
     ::close(fd);
     ::unlink(tmp.c_str());
-    if (tracked) detail::untrack_temporary(tmp);
     throw FormatError(fmt::format("cannot write '{}': {}", path.string(), std::strerror(err)));
   };
   std::size_t done = 0;
@@ -136,16 +130,9 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
   if (::close(fd) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
-    if (tracked) detail::untrack_temporary(tmp);
     throw FormatError(fmt::format("cannot write '{}': {}", path.string(), std::strerror(err)));
   }
-  try {
-    detail::commit_temporary(tmp, path);
-  } catch (...) {
-    if (tracked) detail::untrack_temporary(tmp);
-    throw;
-  }
-  if (tracked) detail::untrack_temporary(tmp);
+  detail::commit_temporary(tmp, path);
 }
 
 void write_png(const std::filesystem::path& path, const RgbImage& image) {

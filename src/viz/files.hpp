@@ -19,6 +19,21 @@ void untrack_temporary(const std::filesystem::path& tmp);
 /// Unlinks every tracked temporary. Async-signal-safe: for a signal handler that exits at once.
 void unlink_tracked_temporaries() noexcept;
 
+/// Tracks a temporary for as long as it lives.
+class TrackedTemporary {
+ public:
+  explicit TrackedTemporary(std::filesystem::path tmp) : path_(std::move(tmp)), tracked_(track_temporary(path_)) {}
+  ~TrackedTemporary() {
+    if (tracked_) untrack_temporary(path_);
+  }
+  TrackedTemporary(const TrackedTemporary&) = delete;
+  TrackedTemporary& operator=(const TrackedTemporary&) = delete;
+
+ private:
+  std::filesystem::path path_;
+  bool tracked_;
+};
+
 /// Renames `tmp` over `path` (atomic on one file system). Removes `tmp` and throws FormatError
 /// naming `path` on failure.
 void commit_temporary(const std::filesystem::path& tmp, const std::filesystem::path& path);
