@@ -279,6 +279,36 @@ TEST_CASE("video --annotate writes a playable copy; bad inputs leave no files", 
   CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 2);
 }
 
+namespace {
+
+// Starts the CLI with `args` (after the program name), stdout to /dev/null, stderr to `err`.
+pid_t spawn_cli(const std::vector<std::string>& args, const fs::path& err) {
+  const std::string cli = XCAPTION_CLI_PATH;
+  std::vector<std::string> all = {cli};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, cli.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  REQUIRE(rc == 0);
+  return pid;
+}
+
+// Whether `dir` holds the hidden temporary of the annotated video "out.mp4".
+bool annotate_temporary_exists(const fs::path& dir) {
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind(".out.mp4.xcaption-tmp-", 0) == 0) return true;
+  return false;
+}
+
+}  // namespace
+
 TEST_CASE("video: Ctrl-C keeps the segments so far and exits with 130", "[cli]") {
   const TempDir tmp("video-sigint");
   const fs::path& dir = tmp.path;
@@ -291,28 +321,13 @@ TEST_CASE("video: Ctrl-C keeps the segments so far and exits with 130", "[cli]")
     for (int f = 0; f < 3000; ++f) w.write(cv::Mat(48, 64, CV_8UC3, cv::Scalar((f * 37) % 256, (f * 11) % 256, 90)));
   }
   const fs::path srt = dir / "out.srt", annotated = dir / "out.mp4", err = dir / "stderr";
-  const std::string cli = XCAPTION_CLI_PATH;
-  std::vector<std::string> args = {cli, "video", "--threads", "1", "--every", "0.1", "--diff-threshold", "0",
-                                   "--beams", "4", "--min-new-tokens", "60", "--max-new-tokens", "60",
-                                   "--model", kTiny, video.string(), "--srt", srt.string(),
-                                   "--annotate", annotated.string()};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  REQUIRE(posix_spawn(&pid, cli.c_str(), &actions, nullptr, argv.data(), environ) == 0);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = spawn_cli({"video", "--threads", "1", "--every", "0.1", "--diff-threshold", "0", "--beams", "4",
+                               "--min-new-tokens", "60", "--max-new-tokens", "60", "--model", kTiny, video.string(),
+                               "--srt", srt.string(), "--annotate", annotated.string()},
+                              err);
   // The annotated video's temporary file appears once the first frame is done: the run is in its
   // frame loop (and its SIGINT handler installed).
-  auto started = [&] {
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.path().filename().string().rfind(".out.mp4.xcaption-tmp-", 0) == 0) return true;
-    return false;
-  };
+  auto started = [&] { return annotate_temporary_exists(dir); };
   for (int i = 0; i < 600 && !started(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   REQUIRE(started());
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -345,7 +360,6 @@ TEST_CASE("video: a second Ctrl-C (or SIGTERM) quits a stalled stream at once an
     for (int f = 0; f < 600; ++f) w.write(cv::Mat(48, 64, CV_8UC3, cv::Scalar((f * 37) % 256, (f * 11) % 256, 90)));
   }
   const std::string bytes = read_file(recorded);
-  const std::string cli = XCAPTION_CLI_PATH;
 
   // The input is a FIFO that delivers the first 10% of the recording and then stalls, as a network
   // stream can: the frame loop blocks in a read, so the first signal alone cannot end the run.
@@ -366,23 +380,10 @@ TEST_CASE("video: a second Ctrl-C (or SIGTERM) quits a stalled stream at once an
       while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(10));
       ::close(fd);
     });
-    std::vector<std::string> args = {cli, "video", "--threads", "1", "--model", kTiny, fifo.string(),
-                                     "--srt", srt.string(), "--annotate", annotated.string()};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    pid_t pid = 0;
-    REQUIRE(posix_spawn(&pid, cli.c_str(), &actions, nullptr, argv.data(), environ) == 0);
-    posix_spawn_file_actions_destroy(&actions);
-    auto temporary_exists = [&] {
-      for (const auto& e : fs::directory_iterator(dir))
-        if (e.path().filename().string().rfind(".out.mp4.xcaption-tmp-", 0) == 0) return true;
-      return false;
-    };
+    const pid_t pid = spawn_cli({"video", "--threads", "1", "--model", kTiny, fifo.string(), "--srt", srt.string(),
+                                 "--annotate", annotated.string()},
+                                err);
+    auto temporary_exists = [&] { return annotate_temporary_exists(dir); };
     for (int i = 0; i < 600 && !temporary_exists(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     const bool started = temporary_exists();
     // Stalled: everything fed has been decoded once the process stops using CPU time.
