@@ -6,6 +6,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace xcaption::test {
 
@@ -41,6 +42,22 @@ inline std::string read_file(const std::filesystem::path& p) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// Splits text into blocks of non-empty lines separated by blank lines (SubRip/WebVTT cues).
+inline std::vector<std::vector<std::string>> blocks(const std::string& text) {
+  std::vector<std::vector<std::string>> out(1);
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) {
+      if (!out.back().empty()) out.emplace_back();
+    } else {
+      out.back().push_back(line);
+    }
+  }
+  if (out.back().empty()) out.pop_back();
+  return out;
 }
 
 }  // namespace xcaption::test

@@ -39,21 +39,6 @@ const std::string kVideo = (fs::path(XCAPTION_SOURCE_DIR) / "samples" / "data" /
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
-std::vector<std::vector<std::string>> blocks(const std::string& text) {
-  std::vector<std::vector<std::string>> out(1);
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) {
-      if (!out.back().empty()) out.emplace_back();
-    } else {
-      out.back().push_back(line);
-    }
-  }
-  if (out.back().empty()) out.pop_back();
-  return out;
-}
-
 // Parses SubRip text into (start, end, text) in seconds, checking the grammar on the way.
 struct Cue {
   double start, end;

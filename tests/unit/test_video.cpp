@@ -38,22 +38,6 @@ Segment seg(double start, double end, std::string caption, std::int64_t frame = 
   return s;
 }
 
-// Splits SubRip/WebVTT text into blocks separated by blank lines.
-std::vector<std::vector<std::string>> blocks(const std::string& text) {
-  std::vector<std::vector<std::string>> out(1);
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) {
-      if (!out.back().empty()) out.emplace_back();
-    } else {
-      out.back().push_back(line);
-    }
-  }
-  if (out.back().empty()) out.pop_back();
-  return out;
-}
-
 RgbImage solid(int w, int h, std::uint8_t v) {
   RgbImage img;
   img.width = w;
@@ -104,7 +88,7 @@ TEST_CASE("SubRip output: numbered cues, timing line, one text line, blank line 
   // Every block matches the SubRip grammar.
   const std::regex timing(R"(\d{2,}:\d{2}:\d{2},\d{3} --> \d{2,}:\d{2}:\d{2},\d{3})");
   int n = 0;
-  for (const auto& b : blocks(srt)) {
+  for (const auto& b : test::blocks(srt)) {
     REQUIRE(b.size() == 3);
     CHECK(b[0] == std::to_string(++n));
     CHECK(std::regex_match(b[1], timing));
@@ -122,7 +106,7 @@ TEST_CASE("WebVTT output: header, identifiers, '.' before ms, &, < and > escaped
         "1\n00:00:00.000 --> 00:00:01.250\ncats &amp; dogs\n\n"
         "2\n00:00:01.250 --> 00:00:02.000\na &lt;i&gt;b&lt;/i&gt; --&gt; c\n\n");
   // Cue text never contains "-->" or a raw '<'; the header is the first line on its own.
-  const auto b = blocks(vtt);
+  const auto b = test::blocks(vtt);
   REQUIRE(b.size() == 3);
   CHECK(b[0] == std::vector<std::string>{"WEBVTT"});
   for (std::size_t i = 1; i < b.size(); ++i) {
