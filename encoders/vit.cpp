@@ -58,7 +58,7 @@ std::unique_ptr<PreparedLinear> load_linear(Backend& backend, const WeightStore&
 
 VitEncoder::VitEncoder(const VitConfig& config, Backend& backend, const WeightStore& w,
                        const std::string& prefix)
-    : config_(config), backend_(backend) {
+    : config_(config), backend_(backend), attention_precision_(backend.precision()) {
   const std::int64_t d = config.hidden_size, p = config.patch_size, c = config.num_channels;
   const std::int64_t t = num_tokens(), np = t - 1;
   const float eps = static_cast<float>(config.layer_norm_eps);
@@ -165,7 +165,7 @@ void VitEncoder::forward(const float* pixels, float* out, std::int64_t batch) {
     for (std::int64_t b = 0; b < batch; ++b) {
       const float* qkv = qkv_.data() + b * t * 3 * d;
       ops::attention(backend_, {qkv, 3 * d, qkv + d, 3 * d, qkv + 2 * d, 3 * d, t, t, heads, hd,
-                                scale_, scores_.data(), context_.data() + b * t * d, d});
+                                scale_, scores_.data(), context_.data() + b * t * d, d, attention_precision_});
     }
     ops::linear(backend_, *layer.output, context_.data(), rows, out, Activation::None, true);
     ops::layer_norm(backend_, layer.layernorm_after, out, normed_.data(), rows);

@@ -46,6 +46,7 @@ class VitEncoder {
 
   VitConfig config_;
   Backend& backend_;
+  Precision attention_precision_;  // the backend's precision when the encoder was built (its linears' too)
   std::unique_ptr<PreparedLinear> patch_embedding_;  // conv kernel = stride = patch, as a matmul
   FloatBuffer cls_token_;                            // (D)
   FloatBuffer position_embeddings_;                  // (T, D)

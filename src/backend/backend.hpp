@@ -59,6 +59,34 @@ struct OneQueryAttention {
   std::int64_t out_ld;
 };
 
+/// Attention of a block of tq query rows against tk key/value rows, all heads, no mask (the
+/// encoder). Row r of Q, K and V holds the heads side by side: head h occupies columns
+/// [h·head_dim, (h+1)·head_dim) of q + r·q_ld (so q, k, v may point into one fused QKV buffer with
+/// ld = 3·heads·head_dim). For each head, out = softmax(scale · Q·Kᵀ) · V, written to columns
+/// [h·head_dim, ...) of out + r·out_ld. `scores`: a workspace of heads·tq·tk floats; with
+/// F32 precision it holds the probabilities (heads, tq, tk) on return.
+/// BF16 precision (a request, for blocks of more than kBf16ExactInputRows rows): Q, K, V and the
+/// probabilities are rounded to bfloat16 for the two matrix products, which accumulate in float32;
+/// the softmax runs in float32 and `scores` is then only a workspace. A backend may compute BF16
+/// requests in float32.
+struct BlockAttention {
+  const float* q;
+  std::int64_t q_ld;
+  const float* k;
+  std::int64_t k_ld;
+  const float* v;
+  std::int64_t v_ld;
+  std::int64_t tq;
+  std::int64_t tk;
+  std::int64_t heads;
+  std::int64_t head_dim;
+  float scale;
+  float* scores;
+  float* out;
+  std::int64_t out_ld;
+  Precision precision = Precision::F32;
+};
+
 /// A linear layer's weights and bias in the backend's preferred form, prepared once at load.
 class PreparedLinear {
  public:
@@ -103,6 +131,16 @@ class Backend {
 
   /// See OneQueryAttention. Inputs and output are float32.
   virtual void one_query_attention(const OneQueryAttention& args) = 0;
+
+  /// See BlockAttention. The default runs it as batched_matmul, softmax, batched_matmul in float32
+  /// on the strided per-head views.
+  virtual void block_attention(const BlockAttention& a) {
+    batched_matmul(a.heads, a.tq, a.tk, a.head_dim, a.q, Strided3{a.head_dim, a.q_ld, 1}, a.k,
+                   Strided3{a.head_dim, 1, a.k_ld}, a.scores, Strided3{a.tq * a.tk, a.tk, 1}, a.scale);
+    softmax(a.scores, a.heads * a.tq, a.tk, a.tk);
+    batched_matmul(a.heads, a.tq, a.head_dim, a.tk, a.scores, Strided3{a.tq * a.tk, a.tk, 1}, a.v,
+                   Strided3{a.head_dim, a.v_ld, 1}, a.out, Strided3{a.head_dim, a.out_ld, 1}, 1.0f);
+  }
 
   /// C(b) = alpha · A(b) · B(b) for b < batch. A (batch, m, k), B (batch, k, n), C (batch, m, n),
   /// each with its own strides (so Kᵀ and per-head views of (T, H·d) rows need no copy).

@@ -43,17 +43,7 @@ void attention(Backend& backend, const AttentionArgs& a) {
   const std::int64_t width = a.heads * a.head_dim;
   require(a.q_ld >= width && a.k_ld >= width && a.v_ld >= width && a.out_ld >= width, "attention",
           "row stride smaller than heads * head_dim");
-  // scores(h, i, j) = scale * sum_d q[i, h*d + ..] * k[j, h*d + ..]
-  backend.batched_matmul(a.heads, a.tq, a.tk, a.head_dim,
-                         a.q, Strided3{a.head_dim, a.q_ld, 1},
-                         a.k, Strided3{a.head_dim, 1, a.k_ld},
-                         a.scores, Strided3{a.tq * a.tk, a.tk, 1}, a.scale);
-  backend.softmax(a.scores, a.heads * a.tq, a.tk, a.tk);
-  // out(i, h*d + c) = sum_j probs(h, i, j) * v[j, h*d + c]
-  backend.batched_matmul(a.heads, a.tq, a.head_dim, a.tk,
-                         a.scores, Strided3{a.tq * a.tk, a.tk, 1},
-                         a.v, Strided3{a.head_dim, a.v_ld, 1},
-                         a.out, Strided3{a.head_dim, a.out_ld, 1}, 1.0f);
+  backend.block_attention(a);
 }
 
 void one_query_attention(Backend& backend, const OneQueryAttention& a) {

@@ -28,27 +28,10 @@ void layer_norm(Backend& backend, const LayerNorm& ln, const float* src, float* 
 /// dst (rows, n) = log_softmax of each row of src (rows, n). Throws InputError on bad sizes.
 void log_softmax(Backend& backend, const float* src, float* dst, std::int64_t rows, std::int64_t n);
 
-/// One query block attending to one key/value block, all heads at once, no mask.
-/// Row r of Q/K/V holds heads side by side: head h occupies columns [h*head_dim, (h+1)*head_dim)
-/// starting at q/k/v (so q, k, v may point into one fused QKV buffer with ld = 3*H*d).
-/// scores: workspace of heads*tq*tk floats; on return it holds the attention probabilities
-/// (heads, tq, tk). out row r, head h: columns [h*head_dim, ...) of out + r*out_ld.
-struct AttentionArgs {
-  const float* q;
-  std::int64_t q_ld;
-  const float* k;
-  std::int64_t k_ld;
-  const float* v;
-  std::int64_t v_ld;
-  std::int64_t tq;
-  std::int64_t tk;
-  std::int64_t heads;
-  std::int64_t head_dim;
-  float scale;  // multiplies Q·Kᵀ before the softmax
-  float* scores;
-  float* out;
-  std::int64_t out_ld;
-};
+/// One query block attending to one key/value block, all heads at once, no mask: see
+/// BlockAttention in src/backend/backend.hpp. Throws InputError on null buffers, empty shapes or
+/// row strides narrower than heads * head_dim.
+using AttentionArgs = BlockAttention;
 void attention(Backend& backend, const AttentionArgs& args);
 
 /// One query row per sequence against that sequence's own keys/values, or against keys/values

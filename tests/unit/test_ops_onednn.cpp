@@ -190,6 +190,53 @@ TEST_CASE("onednn batched_matmul on strided per-head views", "[ops]") {
   }
 }
 
+TEST_CASE("onednn block attention in float32 and bf16 against the reference", "[ops]") {
+  auto ref = make_reference_backend();
+  auto dnn = make_onednn_backend();
+  // (tq, tk, heads, head_dim): cross-shaped blocks, an odd head size, the real ViT-B/16 and the
+  // bundled model's encoder.
+  for (auto [tq, tk, H, d] : {std::array<std::int64_t, 4>{3, 5, 2, 8}, {6, 9, 3, 37}, {197, 197, 12, 64},
+                              {197, 197, 4, 32}}) {
+    INFO("tq " << tq << " tk " << tk << " H " << H << " d " << d);
+    const std::int64_t C = H * d, ld = 3 * C, out_ld = C + 3;
+    const auto q = randn(static_cast<std::size_t>(tq * ld), 400 + std::uint32_t(tq));
+    const auto kv = randn(static_cast<std::size_t>(tk * ld), 500 + std::uint32_t(tk));
+    BlockAttention a{q.data(), ld, kv.data() + C, ld, kv.data() + 2 * C, ld, tq, tk, H, d,
+                     1.0f / std::sqrt(float(d)), nullptr, nullptr, out_ld};
+    // Padding columns of out carry a sentinel that every backend must leave alone.
+    auto run = [&](Backend& backend, Precision precision, std::vector<float>& scores) {
+      std::vector<float> out(static_cast<std::size_t>(tq * out_ld), 9.25f);
+      scores.assign(static_cast<std::size_t>(H * tq * tk), -1.0f);
+      BlockAttention args = a;
+      args.scores = scores.data();
+      args.out = out.data();
+      args.precision = precision;
+      backend.block_attention(args);
+      return out;
+    };
+    std::vector<float> s_ref, s_dnn, s_bf16;
+    const auto want = run(*ref, Precision::F32, s_ref);
+    const auto f32 = run(*dnn, Precision::F32, s_dnn);
+    const auto bf16 = run(*dnn, Precision::BF16, s_bf16);
+    CHECK_CLOSE(f32, want, kTolF32);
+    CHECK_CLOSE(s_dnn, s_ref, kTolF32);  // float32: the probabilities come back in scores
+    for (std::int64_t r = 0; r < tq; ++r)
+      for (std::int64_t c = C; c < out_ld; ++c) REQUIRE(f32[static_cast<std::size_t>(r * out_ld + c)] == 9.25f);
+    for (std::int64_t r = 0; r < tq; ++r)
+      for (std::int64_t c = C; c < out_ld; ++c) REQUIRE(bf16[static_cast<std::size_t>(r * out_ld + c)] == 9.25f);
+    if (tq > kBf16ExactInputRows) {
+      // Rounding Q, K, V and P to bf16 (8 significant bits) moves the result by far more than
+      // float32 summation order does, and stays within a few bf16 ulps of the largest value.
+      const Diff d_bf16 = compare(bf16, want);
+      INFO("bf16 relative error " << d_bf16.rel());
+      CHECK(d_bf16.rel() > 1e-4);
+      CHECK(d_bf16.rel() < 5e-3);
+    } else {
+      CHECK_CLOSE(bf16, want, kTolF32);  // a few rows: float32, as the bf16 linear layers do
+    }
+  }
+}
+
 TEST_CASE("onednn softmax on padded rows with large inputs", "[ops]") {
   auto ref = make_reference_backend();
   // Rows with ld > n are packed for the jit kernel by default; oneDNN's own strided path is checked too.

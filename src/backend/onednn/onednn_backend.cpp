@@ -90,7 +90,9 @@ class OnednnLinear : public PreparedLinear {
   mutable memory plain_weights;  // (in, out) row-major, made on first need by a fallback primitive
 };
 
-enum class Op : std::int64_t { Linear = 1, BatchedMatmul, Softmax, LayerNorm, LogSoftmax, Eltwise };
+enum class Op : std::int64_t {
+  Linear = 1, BatchedMatmul, Softmax, LayerNorm, LogSoftmax, Eltwise, AttnMatmul, AttnSoftmaxBf16
+};
 
 // Every parameter that changes the primitive, padded with zeros. The thread count is part of it:
 // oneDNN fixes the number of threads (and the scratchpad size) when the primitive is created.
@@ -140,6 +142,16 @@ void to_bf16_avx512(const float* src, std::uint16_t* dst, std::int64_t n) {
     _mm512_storeu_si512(dst + i, reinterpret_cast<const __m512i&>(packed));
   }
   for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
+}
+
+// The same on one thread (for callers that already run in parallel).
+void to_bf16_serial(const float* src, std::uint16_t* dst, std::int64_t n) {
+  static const bool avx512_bf16 = __builtin_cpu_supports("avx512bf16");
+  if (avx512_bf16) {
+    to_bf16_avx512(src, dst, n);
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
+  }
 }
 
 void to_bf16(const float* src, std::uint16_t* dst, std::int64_t n) {
@@ -418,6 +430,65 @@ class OnednnBackend : public Backend {
     one_query_attention_kernel(a);
   }
 
+  // The encoder's attention in bf16: Q, K and V are rounded while being copied out of their
+  // interleaved rows (heads side by side, 3·D apart in the fused QKV buffer) into head-major bf16
+  // blocks (H, T, d), which oneDNN's bf16 brgemm kernels take as dense batches; the softmax reads
+  // float32 scores and writes bf16 probabilities. Float32 runs the default (strided views, no
+  // copies): head-major copies measured no faster there.
+  void block_attention(const BlockAttention& a) override {
+    if (a.precision != Precision::BF16 || a.tq <= kBf16ExactInputRows) {
+      Backend::block_attention(a);
+      return;
+    }
+    sync_threads();
+    const std::int64_t heads = a.heads, tq = a.tq, tk = a.tk, hd = a.head_dim;
+    auto align = [](std::int64_t elements, std::size_t size) {
+      return (static_cast<std::size_t>(elements) * size + 63) / 64 * 64;
+    };
+    const std::size_t q_bytes = align(heads * tq * hd, 2), kv_bytes = align(heads * tk * hd, 2);
+    const std::size_t p_bytes = align(heads * tq * tk, 2), ctx_bytes = align(heads * tq * hd, 4);
+    const std::size_t need = q_bytes + 2 * kv_bytes + p_bytes + ctx_bytes;
+    if (need > attention_workspace_bytes_)
+      grow(attention_workspace_, attention_workspace_bytes_, need, "attention workspace");
+    char* base = static_cast<char*>(attention_workspace_.get());
+    auto* qh = reinterpret_cast<std::uint16_t*>(base);
+    auto* kh = reinterpret_cast<std::uint16_t*>(base + q_bytes);
+    auto* vh = reinterpret_cast<std::uint16_t*>(base + q_bytes + kv_bytes);
+    auto* ph = reinterpret_cast<std::uint16_t*>(base + q_bytes + 2 * kv_bytes);
+    auto* ctx = reinterpret_cast<float*>(base + q_bytes + 2 * kv_bytes + p_bytes);
+
+    // One task per tensor and head: rows of d floats -> (H, rows, d) bf16.
+#pragma omp parallel for schedule(static)
+    for (std::int64_t t = 0; t < 3 * heads; ++t) {
+      const std::int64_t which = t / heads, h = t % heads, rows = which == 0 ? tq : tk;
+      const float* src = which == 0 ? a.q : which == 1 ? a.k : a.v;
+      const std::int64_t ld = which == 0 ? a.q_ld : which == 1 ? a.k_ld : a.v_ld;
+      std::uint16_t* dst = (which == 0 ? qh : which == 1 ? kh : vh) + h * rows * hd;
+      for (std::int64_t r = 0; r < rows; ++r) to_bf16_serial(src + r * ld + h * hd, dst + r * hd, hd);
+    }
+
+    // scores (H, tq, tk) = scale · Q · Kᵀ, Kᵀ read as a transposed view of the (H, tk, d) block.
+    Entry& scores = attention_matmul_entry(heads, tq, tk, hd, Strided3{tk * hd, 1, hd}, a.scale);
+    scores.src.set_data_handle(qh);
+    scores.weights.set_data_handle(kh);
+    scores.dst.set_data_handle(a.scores);
+    execute(scores, "attention scores");
+    Entry& softmax = softmax_to_bf16_entry(heads * tq, tk);
+    softmax.src.set_data_handle(a.scores);
+    softmax.dst.set_data_handle(ph);
+    execute(softmax, "attention softmax");
+    // context (H, tq, d) = P · V, then back to heads side by side.
+    Entry& context = attention_matmul_entry(heads, tq, hd, tk, Strided3{tk * hd, hd, 1}, 1.0f);
+    context.src.set_data_handle(ph);
+    context.weights.set_data_handle(vh);
+    context.dst.set_data_handle(ctx);
+    execute(context, "attention context");
+#pragma omp parallel for schedule(static)
+    for (std::int64_t r = 0; r < tq; ++r)
+      for (std::int64_t h = 0; h < heads; ++h)
+        std::memcpy(a.out + r * a.out_ld + h * hd, ctx + (h * tq + r) * hd, static_cast<std::size_t>(hd) * sizeof(float));
+  }
+
   void batched_matmul(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,
                       const float* a, Strided3 a_strides, const float* b, Strided3 b_strides,
                       float* c, Strided3 c_strides, float alpha) override {
@@ -618,6 +689,58 @@ class OnednnBackend : public Backend {
     });
   }
 
+  // C (batch, m, n) float32, dense = alpha · A (batch, m, k) bf16, dense · B (batch, k, n) bf16 with
+  // strides b_strides. Data pointers are set per call.
+  Entry& attention_matmul_entry(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,
+                                Strided3 b_strides, float alpha) {
+    const Key key{{static_cast<std::int64_t>(Op::AttnMatmul), batch, m, n, k, b_strides.batch,
+                   b_strides.row, b_strides.col, float_bits(alpha), threads_}};
+    if (Entry* e = find(key)) return *e;
+    const std::string what = "bf16 attention matmul (batch " +
+                             std::to_string(batch) + ", m " + std::to_string(m) + ", n " +
+                             std::to_string(n) + ", k " + std::to_string(k) + ")";
+    return create(key, what, [&](Entry& entry) {
+      const memory::desc a_md({batch, m, k}, kBF16, Dims{m * k, k, 1});
+      const memory::desc b_md({batch, k, n}, kBF16, Dims{b_strides.batch, b_strides.row, b_strides.col});
+      const memory::desc c_md({batch, m, n}, kF32, Dims{m * n, n, 1});
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine_);
+      entry.primitive = dnnl::matmul(pd);
+      entry.src = memory(a_md, engine_, nullptr);
+      entry.weights = memory(b_md, engine_, nullptr);
+      entry.dst = memory(c_md, engine_, nullptr);
+      entry.bind(DNNL_ARG_SRC, entry.src.get());
+      entry.bind(DNNL_ARG_WEIGHTS, entry.weights.get());
+      entry.bind(DNNL_ARG_DST, entry.dst.get());
+      return dnnl::primitive_desc(pd);
+    });
+  }
+
+  // Softmax over dense float32 rows, written as bfloat16 (the probabilities of a bf16 attention).
+  Entry& softmax_to_bf16_entry(std::int64_t rows, std::int64_t n) {
+    const Key key{{static_cast<std::int64_t>(Op::AttnSoftmaxBf16), rows, n, threads_}};
+    if (Entry* e = find(key)) return *e;
+    const std::string what = "softmax to bf16 (rows " + std::to_string(rows) + ", n " + std::to_string(n) + ")";
+    return create(key, what, [&](Entry& entry) {
+      const memory::desc src_md({rows, n}, kF32, Tag::ab);
+      const memory::desc dst_md({rows, n}, kBF16, Tag::ab);
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      const dnnl::softmax_v2_forward::primitive_desc pd(
+          dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::softmax_accurate,
+                                         src_md, dst_md, 1),
+          attr, engine_);
+      entry.primitive = dnnl::softmax_v2_forward(pd);
+      entry.src = memory(src_md, engine_, nullptr);
+      entry.dst = memory(dst_md, engine_, nullptr);
+      entry.bind(DNNL_ARG_SRC, entry.src.get());
+      entry.bind(DNNL_ARG_DST, entry.dst.get());
+      return dnnl::primitive_desc(pd);
+    });
+  }
+
   Entry& linear_entry(const OnednnLinear& layer, std::int64_t m, Activation act, bool accumulate) {
     const std::int64_t in = layer.in_features(), out = layer.out_features();
     const bool has_bias = static_cast<bool>(layer.bias);
@@ -745,6 +868,8 @@ class OnednnBackend : public Backend {
   std::size_t scratchpad_bytes_ = 0;
   std::unique_ptr<void, AlignedFree> workspace_;  // packed softmax rows
   std::size_t workspace_bytes_ = 0;
+  std::unique_ptr<void, AlignedFree> attention_workspace_;  // head-major Q, K, V, P and context
+  std::size_t attention_workspace_bytes_ = 0;
   std::unique_ptr<void, AlignedFree> bf16_workspace_;  // a bf16 linear's rounded input
   std::size_t bf16_workspace_bytes_ = 0;
   Precision precision_ = Precision::F32;
