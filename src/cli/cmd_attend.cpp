@@ -82,7 +82,7 @@ int cmd_attend(int argc, char** argv) {
        "unless --json or --per-token is given")
       ("per-token", po::value<std::string>()->value_name("DIR"),
        "also write one overlay PNG per token at the image's resolution: DIR/STEM.NN.WORD.png")
-      ("layer", po::value<std::string>()->default_value("mean")->value_name("N|mean|last"),
+      ("layer", po::value<std::string>()->default_value("last")->value_name("N|mean|last"),
        "decoder layer whose cross-attention is shown (0-based), or the mean over layers")
       ("head", po::value<std::string>()->default_value("mean")->value_name("N|mean|last"),
        "attention head (0-based), or the mean over heads")
@@ -115,7 +115,7 @@ int cmd_attend(int argc, char** argv) {
           "panels: the image, then one panel per word with the word under it and the caption above.\n"
           "Beam search shows the returned beam's maps.",
           options,
-          "Maps. --layer/--head pick one layer/head or average them (defaults: mean, mean). --rollout\n"
+          "Maps. --layer/--head pick one layer/head or average them (defaults: last, mean). --rollout\n"
           "weighs decoder layer l (1..L) by 2^(l-1) / (2^L - 1), the share of the output that reaches the\n"
           "image through layer l when every layer splits its flow evenly between its residual path and\n"
           "its cross-attention (attention rollout along the decoder position's own path; the decoder's\n"
@@ -160,7 +160,8 @@ int cmd_attend(int argc, char** argv) {
     map.layer = parse_map_index(vm, "layer", info.decoder_layers);
     map.head = parse_map_index(vm, "head", info.decoder_heads);
     map.rollout = vm.count("rollout") > 0;
-    if (map.rollout && map.layer) throw UsageError("attend: --rollout combines all layers; drop --layer");
+    if (map.rollout) map.layer.reset();
+    if (map.rollout && !vm["layer"].defaulted() && vm["layer"].as<std::string>() != "mean") throw UsageError("attend: --rollout combines all layers; drop --layer");
     if (per_token) std::filesystem::create_directories(vm["per-token"].as<std::string>());
 
     int status = kOk;

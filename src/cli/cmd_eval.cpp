@@ -119,8 +119,8 @@ int cmd_eval(int argc, char** argv) {
   options.add_options()("help,h", "show this help")
       ("data,d", po::value<std::string>()->value_name("DIR"), "dataset folder with scenes.jsonl and its images (required)")
       ("limit", po::value<std::int64_t>()->value_name("N"), "evaluate only the first N scenes")
-      ("layer", po::value<std::string>()->default_value("mean")->value_name("L|mean"),
-       "decoder layer whose cross-attention plays the pointing game, or 'mean' over layers")
+      ("layer", po::value<std::string>()->default_value("last")->value_name("L|last|mean"),
+       "decoder layer whose cross-attention plays the pointing game (0-based or 'last'), or 'mean' over layers")
       ("json", po::value<std::string>()->value_name("FILE"), "write the metrics as JSON (atomically)")
       ("details", po::value<std::string>()->value_name("FILE"), "write one JSON line per image (caption, parse, pointing)")
       ("min-object-f1", po::value<double>()->value_name("X"), "exit 7 if object F1 < X")
@@ -143,7 +143,8 @@ int cmd_eval(int argc, char** argv) {
           "  order acc.       3-object scenes whose caption names all objects left to right\n"
           "  count acc.       captions naming as many objects as the scene has\n"
           "  parse rate       captions that follow the shapes grammar\n"
-          "  pointing game    shape words whose step's cross-attention (over patches, mean of heads) peaks\n"
+          "  pointing game    shape words whose step's cross-attention (over patches, mean of heads, the\n"
+          "                   last decoder layer unless --layer says otherwise) peaks\n"
           "                   in a grid cell that touches the named object's box (the cell centre lies in\n"
           "                   the box grown by half a cell per side); only words of captions that parse\n"
           "                   and name a matched object count. Per-layer rates are printed as well.\n"
@@ -158,10 +159,12 @@ int cmd_eval(int argc, char** argv) {
     if (!vm.count("data")) throw UsageError("eval: --data is required (see xcaption eval --help)");
     const std::filesystem::path data = vm["data"].as<std::string>();
     eval::LayerChoice layer;
+    const bool last_layer = vm["layer"].as<std::string>() == "last";  // resolved once the model is loaded
     try {
-      layer = eval::parse_layer_choice(vm["layer"].as<std::string>());
-    } catch (const InputError& e) {
-      throw UsageError(fmt::format("eval: --layer: {} (see xcaption eval --help)", e.what()));
+      if (!last_layer) layer = eval::parse_layer_choice(vm["layer"].as<std::string>());
+    } catch (const InputError&) {
+      throw UsageError(fmt::format("eval: --layer takes a layer index, 'last' or 'mean', got '{}'",
+                                   vm["layer"].as<std::string>()));
     }
     CaptionRequest request;
     request.capture_cross_attention = true;
@@ -182,6 +185,7 @@ int cmd_eval(int argc, char** argv) {
 
     Captioner captioner = load_captioner(vm);
     const ModelInfo info = captioner.info();
+    if (last_layer) layer = info.decoder_layers - 1;
     if (layer && *layer >= info.decoder_layers)
       throw UsageError(fmt::format("eval: --layer {} but the decoder has {} layers (0..{})", *layer,
                                    info.decoder_layers, info.decoder_layers - 1));

@@ -121,7 +121,7 @@ int cmd_video(int argc, char** argv) {
       ("assume-fps", po::value<double>()->default_value(25.0, "25")->value_name("FPS"),
        "frame rate used when the source reports neither timestamps nor a frame rate")
       ("duration", po::value<double>()->value_name("SECONDS"), "stop after this much stream time")
-      ("layer", po::value<std::string>()->default_value("mean")->value_name("N|mean|last"), "overlay: decoder layer")
+      ("layer", po::value<std::string>()->default_value("last")->value_name("N|mean|last"), "overlay: decoder layer")
       ("head", po::value<std::string>()->default_value("mean")->value_name("N|mean|last"), "overlay: head")
       ("rollout", "overlay: combine layers by attention rollout (see xcaption attend --help)")
       ("colormap", po::value<std::string>()->default_value("inferno")->value_name("NAME"),
@@ -187,7 +187,8 @@ int cmd_video(int argc, char** argv) {
     const ModelInfo info = captioner.info();
     o.map.layer = parse_map_index(vm, "layer", info.decoder_layers);
     o.map.head = parse_map_index(vm, "head", info.decoder_heads);
-    if (o.map.rollout && o.map.layer) throw UsageError("video: --rollout combines all layers; drop --layer");
+    if (o.map.rollout) o.map.layer.reset();
+    if (o.map.rollout && !vm["layer"].defaulted() && vm["layer"].as<std::string>() != "mean") throw UsageError("video: --rollout combines all layers; drop --layer");
 
     ProgressLine line;
     const bool tty = ::isatty(STDERR_FILENO) == 1;

@@ -121,6 +121,13 @@ TEST_CASE("attend --json: image, caption, grid and one normalised map per genera
   const auto ro = run_cli("attend --threads 1 --json --rollout --model '" + kTiny + "' '" + kImage + "'");
   REQUIRE(ro.exit_code == 0);
   CHECK(json::parse(ro.out)["tokens"][0]["map"] != j["tokens"][0]["map"]);
+  // The default layer is the last one (the tiny decoder has two), not the mean of the layers.
+  const auto last = run_cli("attend --threads 1 --json --layer 1 --model '" + kTiny + "' '" + kImage + "'");
+  const auto mean = run_cli("attend --threads 1 --json --layer mean --model '" + kTiny + "' '" + kImage + "'");
+  REQUIRE(last.exit_code == 0);
+  REQUIRE(mean.exit_code == 0);
+  CHECK(json::parse(last.out)["tokens"] == j["tokens"]);
+  CHECK(json::parse(mean.out)["tokens"][0]["map"] != j["tokens"][0]["map"]);
 }
 
 TEST_CASE("attend --json follows the returned beam", "[cli]") {

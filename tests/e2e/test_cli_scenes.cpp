@@ -202,7 +202,8 @@ TEST_CASE("eval captions every scene, writes metrics JSON and details, and enfor
   CHECK(metrics["cider_d"].get<double>() == Approx(cider.mean).margin(1e-12));
   CHECK(metrics["counts"]["scene_objects"] ==
         scenes[0].objects.size() + scenes[1].objects.size() + scenes[2].objects.size());
-  CHECK(metrics["pointing"]["layer"] == "mean");
+  CHECK(metrics["pointing"]["layer"] == "1");  // the default --layer last of a 2-layer decoder
+  CHECK(metrics["pointing"]["rate"] == metrics["pointing"]["per_layer"][1]["rate"]);
   CHECK(metrics["pointing"]["per_layer"].size() == 2);
   for (const char* key : {"exact_match", "object_precision", "object_recall", "object_f1", "relation_accuracy",
                           "count_accuracy", "parse_rate"})
