@@ -235,9 +235,9 @@ class Recipe:
     n_positions: int = 32
     train_seed: int = 101
     val_seed: int = 102
-    train_count: int = 32000
+    train_count: int = 64000
     val_count: int = 1000
-    epochs: float = 5.5
+    epochs: float = 2.75
     batch_size: int = 32
     lr: float = 1e-3
     min_lr_ratio: float = 0.01
