@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
 
 #include <xcaption/captioner.hpp>
 
@@ -55,6 +56,11 @@ GenerationOptions generation_options(const po::variables_map& vm);
 /// --layer / --head values: "N" (0-based, < count), "mean" (unset) or "last" (count - 1).
 /// Throws UsageError for anything else.
 std::optional<int> parse_map_index(const po::variables_map& vm, const char* key, std::int64_t count);
+
+/// One image's result on stdout, flushed at once: `json` as one line when the command was given
+/// --json, else "PATH: CAPTION" when several images were given, else the bare caption.
+void print_image_result(const std::optional<nlohmann::json>& json, const std::string& path,
+                        const std::string& caption, bool several_images);
 
 /// Maps an exception to its exit code and prints "xcaption: error: ..." to stderr.
 int report_error(const std::exception& e);

@@ -197,14 +197,8 @@ int cmd_attend(int argc, char** argv) {
             std::fprintf(stderr, "xcaption: wrote %s\n", out.c_str());
           }
         }
-        if (json)
-          std::cout << to_json(image_path, r, tokens).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                    << "\n";
-        else if (images.size() > 1)
-          std::cout << image_path << ": " << r.caption << "\n";
-        else
-          std::cout << r.caption << "\n";
-        std::cout.flush();
+        print_image_result(json ? std::optional(to_json(image_path, r, tokens)) : std::nullopt, image_path,
+                           r.caption, images.size() > 1);
       } catch (const FormatError& e) {
         const int code = report_error(e);
         if (status == kOk) status = code;

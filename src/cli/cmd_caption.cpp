@@ -63,13 +63,8 @@ int cmd_caption(int argc, char** argv) {
     for (const auto& image : images) {
       try {
         const CaptionResult r = captioner.caption_file(image, request);
-        if (json)
-          std::cout << to_json(image, r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-        else if (images.size() > 1)
-          std::cout << image << ": " << r.caption << "\n";
-        else
-          std::cout << r.caption << "\n";
-        std::cout.flush();
+        print_image_result(json ? std::optional(to_json(image, r)) : std::nullopt, image, r.caption,
+                           images.size() > 1);
       } catch (const FormatError& e) {
         const int code = report_error(e);
         if (status == kOk) status = code;

@@ -86,6 +86,17 @@ GenerationOptions generation_options(const po::variables_map& vm) {
   return g;
 }
 
+void print_image_result(const std::optional<nlohmann::json>& json, const std::string& path,
+                        const std::string& caption, bool several_images) {
+  if (json)
+    std::cout << json->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  else if (several_images)
+    std::cout << path << ": " << caption << "\n";
+  else
+    std::cout << caption << "\n";
+  std::cout.flush();
+}
+
 int report_error(const std::exception& e) {
   int code = kFailure;
   if (dynamic_cast<const UsageError*>(&e)) code = kUsage;
