@@ -473,7 +473,7 @@ class OnednnBackend : public Backend {
     scores.weights.set_data_handle(kh);
     scores.dst.set_data_handle(a.scores);
     execute(scores, "attention scores");
-    Entry& softmax = softmax_to_bf16_entry(heads * tq, tk);
+    Entry& softmax = softmax_v2_entry(Op::AttnSoftmaxBf16, heads * tq, tk);
     softmax.src.set_data_handle(a.scores);
     softmax.dst.set_data_handle(ph);
     execute(softmax, "attention softmax");
@@ -505,24 +505,9 @@ class OnednnBackend : public Backend {
       const std::string what = "batched_matmul (batch " + std::to_string(batch) + ", m " +
                                std::to_string(m) + ", n " + std::to_string(n) + ", k " +
                                std::to_string(k) + ")";
-      e = &create(key, what, [&](Entry& entry) {
-        // A batch stride of 0 broadcasts that operand: oneDNN expresses it as a batch dim of 1.
-        const memory::desc a_md = strided_md(batch, m, k, as);
-        const memory::desc b_md = strided_md(batch, k, n, bs);
-        const memory::desc c_md = strided_md(batch, m, n, cs);
-        dnnl::primitive_attr attr;
-        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-        if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
-        const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine_);
-        entry.primitive = dnnl::matmul(pd);
-        entry.src = memory(a_md, engine_, nullptr);
-        entry.weights = memory(b_md, engine_, nullptr);
-        entry.dst = memory(c_md, engine_, nullptr);
-        entry.bind(DNNL_ARG_SRC, entry.src.get());
-        entry.bind(DNNL_ARG_WEIGHTS, entry.weights.get());
-        entry.bind(DNNL_ARG_DST, entry.dst.get());
-        return dnnl::primitive_desc(pd);
-      });
+      // A batch stride of 0 broadcasts that operand: oneDNN expresses it as a batch dim of 1.
+      e = &create_matmul(key, what, strided_md(batch, m, k, as), strided_md(batch, k, n, bs),
+                         strided_md(batch, m, n, cs), alpha);
     }
     e->src.set_data_handle(const_cast<float*>(a));
     e->weights.set_data_handle(const_cast<float*>(b));
@@ -557,29 +542,10 @@ class OnednnBackend : public Backend {
   void log_softmax(const float* src, float* dst, std::int64_t rows, std::int64_t n) override {
     if (rows == 0 || n == 0) return;
     sync_threads();
-    const Key key{{static_cast<std::int64_t>(Op::LogSoftmax), rows, n, threads_}};
-    Entry* e = find(key);
-    if (!e) {
-      const std::string what = "log_softmax (rows " + std::to_string(rows) + ", n " + std::to_string(n) + ")";
-      e = &create(key, what, [&](Entry& entry) {
-        const memory::desc md({rows, n}, kF32, Tag::ab);
-        dnnl::primitive_attr attr;
-        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-        const dnnl::softmax_v2_forward::primitive_desc pd(
-            dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::softmax_log,
-                                           md, md, 1),
-            attr, engine_);
-        entry.primitive = dnnl::softmax_v2_forward(pd);
-        entry.src = memory(md, engine_, nullptr);
-        entry.dst = memory(md, engine_, nullptr);
-        entry.bind(DNNL_ARG_SRC, entry.src.get());
-        entry.bind(DNNL_ARG_DST, entry.dst.get());
-        return dnnl::primitive_desc(pd);
-      });
-    }
-    e->src.set_data_handle(const_cast<float*>(src));
-    e->dst.set_data_handle(dst);
-    execute(*e, "log_softmax");
+    Entry& e = softmax_v2_entry(Op::LogSoftmax, rows, n);
+    e.src.set_data_handle(const_cast<float*>(src));
+    e.dst.set_data_handle(dst);
+    execute(e, "log_softmax");
   }
 
   void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t n,
@@ -699,10 +665,15 @@ class OnednnBackend : public Backend {
     const std::string what = "bf16 attention matmul (batch " +
                              std::to_string(batch) + ", m " + std::to_string(m) + ", n " +
                              std::to_string(n) + ", k " + std::to_string(k) + ")";
+    return create_matmul(key, what, memory::desc({batch, m, k}, kBF16, Dims{m * k, k, 1}),
+                         memory::desc({batch, k, n}, kBF16, Dims{b_strides.batch, b_strides.row, b_strides.col}),
+                         memory::desc({batch, m, n}, kF32, Dims{m * n, n, 1}), alpha);
+  }
+
+  // Creates and caches C = alpha · A · B on the given descriptors; data pointers are set per call.
+  Entry& create_matmul(const Key& key, const std::string& what, const memory::desc& a_md,
+                       const memory::desc& b_md, const memory::desc& c_md, float alpha) {
     return create(key, what, [&](Entry& entry) {
-      const memory::desc a_md({batch, m, k}, kBF16, Dims{m * k, k, 1});
-      const memory::desc b_md({batch, k, n}, kBF16, Dims{b_strides.batch, b_strides.row, b_strides.col});
-      const memory::desc c_md({batch, m, n}, kF32, Dims{m * n, n, 1});
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
@@ -718,18 +689,23 @@ class OnednnBackend : public Backend {
     });
   }
 
-  // Softmax over dense float32 rows, written as bfloat16 (the probabilities of a bf16 attention).
-  Entry& softmax_to_bf16_entry(std::int64_t rows, std::int64_t n) {
-    const Key key{{static_cast<std::int64_t>(Op::AttnSoftmaxBf16), rows, n, threads_}};
+  // Row-wise softmax_v2 from dense float32 rows to dense rows of another buffer: Op::LogSoftmax,
+  // log-softmax to float32; Op::AttnSoftmaxBf16, softmax written as bfloat16 (the probabilities
+  // of a bf16 attention).
+  Entry& softmax_v2_entry(Op op, std::int64_t rows, std::int64_t n) {
+    const Key key{{static_cast<std::int64_t>(op), rows, n, threads_}};
     if (Entry* e = find(key)) return *e;
-    const std::string what = "softmax to bf16 (rows " + std::to_string(rows) + ", n " + std::to_string(n) + ")";
+    const bool log = op == Op::LogSoftmax;
+    const std::string what = std::string(log ? "log_softmax" : "softmax to bf16") + " (rows " +
+                             std::to_string(rows) + ", n " + std::to_string(n) + ")";
     return create(key, what, [&](Entry& entry) {
       const memory::desc src_md({rows, n}, kF32, Tag::ab);
-      const memory::desc dst_md({rows, n}, kBF16, Tag::ab);
+      const memory::desc dst_md({rows, n}, log ? kF32 : kBF16, Tag::ab);
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       const dnnl::softmax_v2_forward::primitive_desc pd(
-          dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::softmax_accurate,
+          dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_inference,
+                                         log ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate,
                                          src_md, dst_md, 1),
           attr, engine_);
       entry.primitive = dnnl::softmax_v2_forward(pd);
