@@ -143,11 +143,11 @@ int cmd_eval(int argc, char** argv) {
           "  order acc.       3-object scenes whose caption names all objects left to right\n"
           "  count acc.       captions naming as many objects as the scene has\n"
           "  parse rate       captions that follow the shapes grammar\n"
-          "  pointing game    shape words whose step's cross-attention (over patches, mean of heads, the\n"
-          "                   last decoder layer unless --layer says otherwise) peaks\n"
-          "                   in a grid cell that touches the named object's box (the cell centre lies in\n"
-          "                   the box grown by half a cell per side); only words of captions that parse\n"
-          "                   and name a matched object count. Per-layer rates are printed as well.\n"
+          "  pointing game    shape words whose step's cross-attention (over patches, mean of heads, last\n"
+          "                   decoder layer unless --layer says otherwise) peaks in a grid cell that\n"
+          "                   touches the named object's box (the cell centre lies in the box grown by\n"
+          "                   half a cell per side); only words of captions that parse and name a\n"
+          "                   matched object count. Per-layer rates are printed as well.\n"
           "Captions are tokenised for BLEU/CIDEr-D by lower-casing, splitting on spaces, with ',' a token\n"
           "and '.' dropped. Progress goes to stderr when it is a terminal.",
           options,

@@ -37,8 +37,8 @@ void add_model_options(po::options_description& options) {
       ("threads,t", po::value<int>()->default_value(0)->value_name("N"),
        "compute threads (0 = all cores)")
       ("dtype", po::value<std::string>()->default_value("f32")->value_name("f32|bf16"),
-       "linear layers in float32 (exact transformers parity) or bfloat16 (faster, weights "
-       "converted at load)");
+       "float32 (exact transformers parity) or bfloat16 (faster: weights converted at load, "
+       "the encoder's products on bf16 inputs)");
 }
 
 std::filesystem::path model_dir(const po::variables_map& vm) {
