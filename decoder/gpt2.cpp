@@ -87,6 +87,7 @@ Gpt2Decoder::Gpt2Decoder(const Gpt2Config& config, Backend& backend, const Weigh
     // the weights a step reads (small vocabularies), where rounding it changed captions for no
     // measurable speed; GPT-2's 50257-token head is over a quarter of them and goes bf16.
     const Precision precision = backend.precision();
+    cross_kv_bf16_ = precision == Precision::BF16;
     const double head = static_cast<double>(config.vocab_size) * d;
     const double blocks = static_cast<double>(config.n_layer) * (6.0 * d * d + 2.0 * d * inner);
     head_f32_ = precision == Precision::F32 || head <= kSmallHeadShare * (head + blocks);
@@ -145,8 +146,13 @@ void Gpt2Decoder::reserve(std::int64_t max_rows, std::int64_t max_positions,
   const auto heads = static_cast<std::size_t>(config_.n_head);
   for (auto& layer : layers_) {
     layer.cross_kv.resize(enc * 2 * d);
-    layer.cross_k.resize(enc * d);
-    layer.cross_v.resize(enc * d);
+    if (cross_kv_bf16_) {
+      layer.cross_k16.assign(enc * d, 0);
+      layer.cross_v16.assign(enc * d, 0);
+    } else {
+      layer.cross_k.resize(enc * d);
+      layer.cross_v.resize(enc * d);
+    }
     for (FloatBuffer* b : {&layer.k_cache, &layer.v_cache, &layer.k_spare, &layer.v_spare})
       b->resize(rows * pos * d);
   }
@@ -170,8 +176,14 @@ void Gpt2Decoder::set_encoder_states(const float* states, std::int64_t tokens) {
     for (std::int64_t h = 0; h < heads; ++h)
       for (std::int64_t t = 0; t < tokens; ++t) {
         const float* row = layer.cross_kv.data() + t * 2 * d + h * hd;
-        std::memcpy(layer.cross_k.data() + (h * tokens + t) * hd, row, sizeof(float) * hd);
-        std::memcpy(layer.cross_v.data() + (h * tokens + t) * hd, row + d, sizeof(float) * hd);
+        const std::int64_t at = (h * tokens + t) * hd;
+        if (cross_kv_bf16_) {
+          f32_to_bf16(row, layer.cross_k16.data() + at, hd);
+          f32_to_bf16(row + d, layer.cross_v16.data() + at, hd);
+        } else {
+          std::memcpy(layer.cross_k.data() + at, row, sizeof(float) * hd);
+          std::memcpy(layer.cross_v.data() + at, row + d, sizeof(float) * hd);
+        }
       }
   }
   encoder_tokens_ = tokens;
@@ -223,9 +235,16 @@ void Gpt2Decoder::step(const std::int64_t* tokens, float* logits, float* cross_a
     // Cross-attention: every row queries the same encoder keys/values.
     ops::layer_norm(backend_, layer.ln_cross_attn, x, normed_.data(), m);
     ops::linear(backend_, *layer.q_attn, normed_.data(), m, q_.data());
-    ops::one_query_attention(backend_, {q_.data(), d, layer.cross_k.data(), layer.cross_v.data(),
-                                        /*shared by all rows*/ 0, /*head-major*/ s * hd, hd, m, s, heads, hd,
-                                        layer.cross_scale, scores_.data(), context_.data(), d});
+    OneQueryAttention cross{q_.data(), d, nullptr, nullptr, /*shared by all rows*/ 0, /*head-major*/ s * hd,
+                            hd, m, s, heads, hd, layer.cross_scale, scores_.data(), context_.data(), d};
+    if (cross_kv_bf16_) {
+      cross.k16 = layer.cross_k16.data();
+      cross.v16 = layer.cross_v16.data();
+    } else {
+      cross.k = layer.cross_k.data();
+      cross.v = layer.cross_v.data();
+    }
+    ops::one_query_attention(backend_, cross);
     if (cross_attention) {
       // scores_ holds probabilities (rows, heads, s); output wants (rows, layers, heads, s).
       for (std::int64_t r = 0; r < m; ++r)

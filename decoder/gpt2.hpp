@@ -70,6 +70,7 @@ class Gpt2Decoder {
     float self_scale = 1.0f, cross_scale = 1.0f;
     FloatBuffer cross_kv;         // (S, 2D): keys | values, computed once per image
     FloatBuffer cross_k, cross_v; // (H, S, hd): the same, head-major, what each step reads
+    std::vector<std::uint16_t> cross_k16, cross_v16;  // the same in bf16 when cross_kv_bf16_
     FloatBuffer k_cache, v_cache; // (max_rows, max_positions, D)
     FloatBuffer k_spare, v_spare; // reorder targets, swapped in
   };
@@ -80,6 +81,9 @@ class Gpt2Decoder {
   FloatBuffer wpe_;  // (n_positions, D)
   std::unique_ptr<PreparedLinear> lm_head_;
   bool head_f32_ = true;
+  // Under bf16 layers the steps read the cross-attention keys/values as bf16 (half the bytes;
+  // the products over them stay float32).
+  bool cross_kv_bf16_ = false;
   ops::LayerNorm ln_f_;
   std::vector<Layer> layers_;
 

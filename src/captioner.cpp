@@ -158,7 +158,7 @@ Captioner Captioner::load(const std::filesystem::path& dir, const LoadOptions& o
     const double head_bytes = m.model->decoder().head_f32() ? 4 : wbytes;
     i.decoder_step_bytes = wbytes * nl * weights_per_layer + head_bytes * d * v +
                            4 * nl * (7 * d + inner + 6 * d) +  // biases and layer norms
-                           4 * nl * t * 2 * d;                 // cached cross K/V
+                           wbytes * nl * t * 2 * d;            // cached cross K/V (bf16 under bf16)
   }
   for (const auto& u : g.unsupported) i.warnings.push_back("not implemented, ignored: " + u);
   i.load_ms = ms_since(t0);

@@ -98,7 +98,8 @@ struct ModelInfo {
   double decoder_step_flops = 0;    // one decoder step for one sequence (linear layers + LM head)
   /// Bytes one decoder step must read whatever the number of beams: every decoder weight matrix
   /// used per token (in the compute dtype, biases and norms in float32) plus the cached
-  /// cross-attention keys/values (float32). Memory bandwidth over this is the per-token floor.
+  /// cross-attention keys/values (in the compute dtype). Memory bandwidth over this is the
+  /// per-token floor.
   double decoder_step_bytes = 0;
   /// Settings in the folder that xcaption does not implement (they are ignored), e.g. sampling.
   std::vector<std::string> warnings;

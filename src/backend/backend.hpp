@@ -40,7 +40,9 @@ struct Strided3 {
 /// or head-major blocks (kv_head_stride >= n·kv_ld, kv_ld = head_dim), which read sequentially.
 /// kv_row_stride is each row's own cache for self-attention, 0 when all rows read the same
 /// keys/values (cross-attention). `scores`: rows·heads·n floats; on return it holds the
-/// probabilities p, (rows, heads, n).
+/// probabilities p, (rows, heads, n). Keys and values are float32 at k and v, or, when k16 and v16
+/// are set (k and v null), bfloat16 values at the same element offsets (cross-attention under
+/// --dtype bf16: half the bytes per step); the arithmetic is float32 either way.
 struct OneQueryAttention {
   const float* q;
   std::int64_t q_ld;
@@ -57,6 +59,8 @@ struct OneQueryAttention {
   float* scores;
   float* out;
   std::int64_t out_ld;
+  const std::uint16_t* k16 = nullptr;
+  const std::uint16_t* v16 = nullptr;
 };
 
 /// Attention of a block of tq query rows against tk key/value rows, all heads, no mask (the
@@ -129,7 +133,7 @@ class Backend {
   /// so this is the embedding of token o: the model needs no second copy of the matrix.
   virtual void weight_column(const PreparedLinear& layer, std::int64_t o, float* dst) = 0;
 
-  /// See OneQueryAttention. Inputs and output are float32.
+  /// See OneQueryAttention.
   virtual void one_query_attention(const OneQueryAttention& args) = 0;
 
   /// See BlockAttention. The default runs it as batched_matmul, softmax, batched_matmul in float32

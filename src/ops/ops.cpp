@@ -47,7 +47,8 @@ void attention(Backend& backend, const AttentionArgs& a) {
 }
 
 void one_query_attention(Backend& backend, const OneQueryAttention& a) {
-  require(a.q && a.k && a.v && a.scores && a.out, "one_query_attention", "null buffer");
+  require(a.q && a.scores && a.out && ((a.k && a.v && !a.k16 && !a.v16) || (!a.k && !a.v && a.k16 && a.v16)),
+          "one_query_attention", "null buffer (keys and values: k and v, or k16 and v16)");
   require(a.rows > 0 && a.n > 0 && a.heads > 0 && a.head_dim > 0, "one_query_attention", "empty shape");
   const std::int64_t width = a.heads * a.head_dim;
   require(a.q_ld >= width && a.out_ld >= width, "one_query_attention", "row stride smaller than heads * head_dim");

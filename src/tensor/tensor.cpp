@@ -1,5 +1,7 @@
 #include "src/tensor/tensor.hpp"
 
+#include <immintrin.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -59,6 +61,27 @@ std::uint16_t f32_to_bf16(float value) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40);  // NaN
   u += 0x7fffu + ((u >> 16) & 1u);
   return static_cast<std::uint16_t>(u >> 16);
+}
+
+namespace {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void f32_to_bf16_avx512(const float* src, std::uint16_t* dst, std::int64_t n) {
+  std::int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512bh packed = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+    _mm512_storeu_si512(dst + i, reinterpret_cast<const __m512i&>(packed));
+  }
+  for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
+}
+}  // namespace
+
+void f32_to_bf16(const float* src, std::uint16_t* dst, std::int64_t n) {
+  static const bool avx512_bf16 = __builtin_cpu_supports("avx512bf16");
+  if (avx512_bf16) {
+    f32_to_bf16_avx512(src, dst, n);
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
+  }
 }
 
 std::uint16_t f32_to_f16(float value) {

@@ -254,6 +254,34 @@ TEST_CASE("one_query_attention matches the reference and per-row attention", "[p
     ops::one_query_attention(*dnn, {q.data(), width, kh.data(), vh.data(), 0, n * hd, hd, rows, n, heads, hd,
                                     0.125f, scores.data(), out_hm.data(), width});
     CHECK(max_rel(out_hm, want) <= 1e-5);
+    // The same keys/values held as bf16 (cross-attention under --dtype bf16): both backends read
+    // the same rounded values, so they agree to float32 precision, and the result moves from the
+    // float32 one by about the rounding (8 significant bits), not more.
+    std::vector<std::uint16_t> kh16(kh.size()), vh16(vh.size());
+    for (std::size_t i = 0; i < kh.size(); ++i) {
+      kh16[i] = f32_to_bf16(kh[i]);
+      vh16[i] = f32_to_bf16(vh[i]);
+    }
+    std::vector<float> out16(out.size()), out16_ref(out.size()), scores_ref(scores.size());
+    OneQueryAttention a16{q.data(), width, nullptr, nullptr, 0, n * hd, hd, rows, n, heads, hd,
+                          0.125f, scores.data(), out16.data(), width};
+    a16.k16 = kh16.data();
+    a16.v16 = vh16.data();
+    ops::one_query_attention(*dnn, a16);
+    OneQueryAttention a16_ref = a16;
+    a16_ref.out = out16_ref.data();
+    a16_ref.scores = scores_ref.data();
+    ops::one_query_attention(*ref, a16_ref);
+    CHECK(max_rel(out16, out16_ref) <= 1e-5);
+    CHECK(max_rel(scores, scores_ref) <= 1e-5);
+    CHECK(max_rel(out16, want) > 1e-4);
+    CHECK(max_rel(out16, want) < 2e-2);
+    // Keys/values must come as one pair: both float32 or both bf16.
+    a16.k = kh.data();
+    CHECK_THROWS_AS(ops::one_query_attention(*dnn, a16), InputError);
+    a16.k = nullptr;
+    a16.v16 = nullptr;
+    CHECK_THROWS_AS(ops::one_query_attention(*dnn, a16), InputError);
   }
   std::vector<float> buf(64);
   CHECK_THROWS_AS(ops::one_query_attention(*dnn, {buf.data(), 8, buf.data(), buf.data(), 8, 4, 8, 2, 2, 2, 4, 1.0f,

@@ -131,49 +131,28 @@ struct Entry {
   }
 };
 
-// float32 -> bfloat16, round to nearest even: 32 values per instruction pair where the CPU has
-// AVX512-BF16 (vcvtne2ps2bf16, as oneDNN's own conversions use), else the portable routine. Replaces
-// a reorder primitive per linear call, whose fixed cost dominated at M = 1.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-void to_bf16_avx512(const float* src, std::uint16_t* dst, std::int64_t n) {
-  std::int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512bh packed = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
-    _mm512_storeu_si512(dst + i, reinterpret_cast<const __m512i&>(packed));
-  }
-  for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
-}
-
-// The same on one thread (for callers that already run in parallel).
-void to_bf16_serial(const float* src, std::uint16_t* dst, std::int64_t n) {
-  static const bool avx512_bf16 = __builtin_cpu_supports("avx512bf16");
-  if (avx512_bf16) {
-    to_bf16_avx512(src, dst, n);
-  } else {
-    for (std::int64_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
-  }
-}
-
+// float32 -> bfloat16 (f32_to_bf16 of src/tensor, AVX512-BF16 where the CPU has it) over
+// threads for long arrays. Replaces a reorder primitive per linear call, whose fixed cost
+// dominated at M = 1.
 void to_bf16(const float* src, std::uint16_t* dst, std::int64_t n) {
-  static const bool avx512_bf16 = __builtin_cpu_supports("avx512bf16");
   constexpr std::int64_t kChunk = 1 << 16;  // below this, threads cost more than they save
   const std::int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static) if (chunks > 1)
   for (std::int64_t c = 0; c < chunks; ++c) {
-    const std::int64_t begin = c * kChunk, count = std::min(kChunk, n - begin);
-    if (avx512_bf16) {
-      to_bf16_avx512(src + begin, dst + begin, count);
-    } else {
-      for (std::int64_t i = 0; i < count; ++i) dst[begin + i] = f32_to_bf16(src[begin + i]);
-    }
+    const std::int64_t begin = c * kChunk;
+    f32_to_bf16(src + begin, dst + begin, std::min(kChunk, n - begin));
   }
 }
 
-// The decoder's attention for one query row per sequence (Backend::one_query_attention). Clones
-// for AVX-512 and AVX2 give the dot products and the weighted sums full-width vectors; the library
-// itself is built for baseline x86-64.
-__attribute__((target_clones("avx512f", "avx2", "fma", "default")))
-void one_query_attention_kernel(const OneQueryAttention& a) {
+float widen(float x) { return x; }
+float widen(std::uint16_t x) { return std::bit_cast<float>(static_cast<std::uint32_t>(x) << 16); }
+
+// The decoder's attention for one query row per sequence (Backend::one_query_attention), on keys
+// and values of type T (float, or bf16 bits). Inlined into the clones below, which give the dot
+// products and the weighted sums full-width vectors; the library itself is built for baseline
+// x86-64.
+template <class T>
+[[gnu::always_inline]] inline void one_query_attention_body(const OneQueryAttention& a, const T* keys, const T* values) {
   const std::int64_t tasks = a.rows * a.heads, hd = a.head_dim, n = a.n;
   // Each (row, head) is a few thousand FLOPs: threads pay off only for long sequences.
   const bool parallel = tasks > 1 && tasks * n * hd >= (1 << 16);
@@ -181,15 +160,15 @@ void one_query_attention_kernel(const OneQueryAttention& a) {
   for (std::int64_t t = 0; t < tasks; ++t) {
     const std::int64_t r = t / a.heads, h = t % a.heads;
     const float* q = a.q + r * a.q_ld + h * hd;
-    const float* k = a.k + r * a.kv_row_stride + h * a.kv_head_stride;
-    const float* v = a.v + r * a.kv_row_stride + h * a.kv_head_stride;
+    const T* k = keys + r * a.kv_row_stride + h * a.kv_head_stride;
+    const T* v = values + r * a.kv_row_stride + h * a.kv_head_stride;
     float* s = a.scores + t * n;
     float mx = -std::numeric_limits<float>::infinity();
     for (std::int64_t j = 0; j < n; ++j) {
-      const float* kj = k + j * a.kv_ld;
+      const T* kj = k + j * a.kv_ld;
       float dot = 0;
 #pragma omp simd reduction(+ : dot)
-      for (std::int64_t c = 0; c < hd; ++c) dot += q[c] * kj[c];
+      for (std::int64_t c = 0; c < hd; ++c) dot += q[c] * widen(kj[c]);
       s[j] = dot * a.scale;
       mx = std::max(mx, s[j]);
     }
@@ -200,11 +179,21 @@ void one_query_attention_kernel(const OneQueryAttention& a) {
     for (std::int64_t c = 0; c < hd; ++c) out[c] = 0;
     for (std::int64_t j = 0; j < n; ++j) {
       const float p = s[j] *= inv;
-      const float* vj = v + j * a.kv_ld;
+      const T* vj = v + j * a.kv_ld;
 #pragma omp simd
-      for (std::int64_t c = 0; c < hd; ++c) out[c] += p * vj[c];
+      for (std::int64_t c = 0; c < hd; ++c) out[c] += p * widen(vj[c]);
     }
   }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "fma", "default")))
+void one_query_attention_kernel(const OneQueryAttention& a) {
+  one_query_attention_body(a, a.k, a.v);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "fma", "default")))
+void one_query_attention_kernel_bf16(const OneQueryAttention& a) {
+  one_query_attention_body(a, a.k16, a.v16);
 }
 
 struct AlignedFree {
@@ -427,7 +416,10 @@ class OnednnBackend : public Backend {
 
   void one_query_attention(const OneQueryAttention& a) override {
     sync_threads();
-    one_query_attention_kernel(a);
+    if (a.k16)
+      one_query_attention_kernel_bf16(a);
+    else
+      one_query_attention_kernel(a);
   }
 
   // The encoder's attention in bf16: Q, K and V are rounded while being copied out of their
@@ -464,7 +456,7 @@ class OnednnBackend : public Backend {
       const float* src = which == 0 ? a.q : which == 1 ? a.k : a.v;
       const std::int64_t ld = which == 0 ? a.q_ld : which == 1 ? a.k_ld : a.v_ld;
       std::uint16_t* dst = (which == 0 ? qh : which == 1 ? kh : vh) + h * rows * hd;
-      for (std::int64_t r = 0; r < rows; ++r) to_bf16_serial(src + r * ld + h * hd, dst + r * hd, hd);
+      for (std::int64_t r = 0; r < rows; ++r) f32_to_bf16(src + r * ld + h * hd, dst + r * hd, hd);
     }
 
     // scores (H, tq, tk) = scale · Q · Kᵀ, Kᵀ read as a transposed view of the (H, tk, d) block.

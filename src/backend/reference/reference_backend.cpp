@@ -21,6 +21,9 @@ class ReferenceLinear : public PreparedLinear {
 
 float round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
 
+// Element i of a key/value array held as float32 (f) or as bf16 bits (b16).
+double kv(const float* f, const std::uint16_t* b16, std::int64_t i) { return f ? f[i] : bf16_to_f32(b16[i]); }
+
 double apply_activation(double x, Activation act) {
   switch (act) {
     case Activation::None: return x;
@@ -68,9 +71,9 @@ class ReferenceBackend : public Backend {
       for (std::int64_t h = 0; h < a.heads; ++h) {
         const float* q = a.q + r * a.q_ld + h * a.head_dim;
         auto score = [&](std::int64_t j) {
-          const float* k = a.k + r * a.kv_row_stride + j * a.kv_ld + h * a.kv_head_stride;
+          const std::int64_t at = r * a.kv_row_stride + j * a.kv_ld + h * a.kv_head_stride;
           double dot = 0;
-          for (std::int64_t c = 0; c < a.head_dim; ++c) dot += double(q[c]) * k[c];
+          for (std::int64_t c = 0; c < a.head_dim; ++c) dot += double(q[c]) * kv(a.k, a.k16, at + c);
           return dot * a.scale;
         };
         double mx = -1e300, sum = 0;
@@ -82,7 +85,7 @@ class ReferenceBackend : public Backend {
         for (std::int64_t c = 0; c < a.head_dim; ++c) {
           double acc = 0;
           for (std::int64_t j = 0; j < a.n; ++j)
-            acc += double(p[j]) * a.v[r * a.kv_row_stride + j * a.kv_ld + h * a.kv_head_stride + c];
+            acc += double(p[j]) * kv(a.v, a.v16, r * a.kv_row_stride + j * a.kv_ld + h * a.kv_head_stride + c);
           out[c] = static_cast<float>(acc);
         }
       }
