@@ -25,16 +25,7 @@ BATCH=${BATCH:-4}
 OUT=${OUT:-$ROOT/out/bench-$(date +%Y%m%d-%H%M%S)}
 PY=/usr/bin/python3
 
-if [ ! -f build/CMakeCache.txt ]; then
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-cmake --build build -j2 --target xcaption >/dev/null
-if [ ! -f "$MODEL/model.safetensors" ]; then
-  echo "writing the random-weight model to $MODEL" >&2
-  "$PY" tools/make_random_model.py "$MODEL" >&2
-fi
-mkdir -p "$OUT"
-echo "results in $OUT" >&2
+source bench/prepare.sh
 
 beams_csv=$(echo $BEAMS | tr ' ' ',')
 for dtype in $DTYPES; do
