@@ -9,7 +9,7 @@
 
 #include <xcaption/image.hpp>
 
-#include "src/io/model_config.hpp"
+#include "src/io/preprocessor_config.hpp"
 
 namespace cv {
 class Mat;

@@ -31,6 +31,9 @@ struct GenerationOptions {
 
 struct CaptionRequest {
   GenerationOptions generation;
+  /// Text the caption starts with (a decoder prefix: BLIP's "a picture of", a GPT-2 prefix for
+  /// vit-gpt2). The caption returned begins with it, as transformers prints it.
+  std::optional<std::string> prompt;
   /// Keep the cross-attention weights of every layer and head for each generated token.
   bool capture_cross_attention = false;
 };
@@ -45,10 +48,12 @@ struct Timings {
 
 /// Cross-attention probabilities for each generated token:
 /// weights[((step * layers + layer) * heads + head) * encoder_tokens + j].
-/// Encoder token 0 is CLS; token 1 + r * grid_cols + c is patch (r, c) of the model's input.
+/// Encoder token grid_offset + r * grid_cols + c is patch (r, c) of the model's input; the
+/// others (a ViT's CLS token 0) cover no single cell.
 struct CrossAttention {
   std::int64_t steps = 0, layers = 0, heads = 0, encoder_tokens = 0;
   std::int64_t grid_rows = 0, grid_cols = 0;
+  std::int64_t grid_offset = 1;
   std::vector<float> weights;
   std::span<const float> at(std::int64_t step, std::int64_t layer, std::int64_t head) const {
     return {weights.data() + ((step * layers + layer) * heads + head) * encoder_tokens,
@@ -57,8 +62,9 @@ struct CrossAttention {
 };
 
 struct CaptionResult {
-  std::string caption;                  // decoded with special tokens skipped
-  std::vector<std::int64_t> token_ids;  // generated after the decoder start token (eos included)
+  std::string caption;                  // prompt + generated ids decoded, special tokens skipped
+  std::vector<std::int64_t> prompt_ids; // the decoder input before the first generated token
+  std::vector<std::int64_t> token_ids;  // generated after the prompt (eos included)
   std::vector<std::string> tokens;      // vocabulary strings of token_ids
   std::vector<float> logprobs;          // log-softmax of the raw logits for each chosen token
   double sequence_score = 0;            // beams: HF sequences_scores; greedy: sum of logprobs
@@ -70,11 +76,15 @@ struct CaptionResult {
 /// What was loaded, for `xcaption info` and for callers that adapt to the model.
 struct ModelInfo {
   std::filesystem::path dir;
-  std::string family;  // "vit-gpt2"
+  std::string family;        // "vit-gpt2", "blip"
+  std::string architecture;  // transformers' class, e.g. "VisionEncoderDecoderModel"
+  std::string encoder_description, decoder_description;  // one line each, for `info`
+  std::string prompt_rule;   // how --prompt becomes the decoder input
   std::string weights_file, weights_dtype;
   std::int64_t parameters = 0;
   std::int64_t image_height = 0, image_width = 0, patch_size = 0;
   std::int64_t grid_rows = 0, grid_cols = 0;
+  std::int64_t encoder_tokens = 0;
   std::int64_t encoder_hidden = 0, encoder_layers = 0, encoder_heads = 0;
   std::int64_t decoder_hidden = 0, decoder_layers = 0, decoder_heads = 0;
   std::int64_t vocab_size = 0, n_positions = 0;
@@ -117,6 +127,8 @@ struct LoadOptions {
 };
 
 /// A loaded model. Not thread-safe: use one Captioner per thread.
+/// The folder's config.json picks the model family (`xcaption info` lists them); every family
+/// takes the same requests.
 class Captioner {
  public:
   /// Loads and validates the folder. Throws FormatError / ShapeError / InputError naming the file,

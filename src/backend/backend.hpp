@@ -164,6 +164,35 @@ class Backend {
   /// (biased variance, as torch.nn.LayerNorm). src and dst may be the same buffer.
   virtual void layer_norm(const float* src, float* dst, std::int64_t rows, std::int64_t n,
                           const float* gamma, const float* beta, float eps) = 0;
+
+  // Data movement. Model code never loops over buffers or calls memcpy itself: it asks the
+  // backend, so that a device backend implements these kernels and no model changes. The
+  // defaults are plain host loops (src/backend/data_ops.cpp); regions do not overlap.
+
+  /// dst (batch * (height/patch) * (width/patch), channels * patch * patch): the non-overlapping
+  /// patch x patch tiles of each (channels, height, width) image of src, in row-major order over
+  /// the tile grid; a tile's values are ordered (channel, ky, kx) like a Conv2d kernel, so
+  /// dst · W_conv(out, C*p*p)ᵀ is the strided convolution.
+  virtual void patchify(const float* src, std::int64_t batch, std::int64_t channels,
+                        std::int64_t height, std::int64_t width, std::int64_t patch, float* dst);
+
+  /// Row r of dst (cols values at dst + r*dst_ld) = row index[r] of src (at src + index[r]*src_ld),
+  /// or row r when index is null. Gathers embeddings, appends cache rows, reorders beams.
+  virtual void copy_rows(const float* src, std::int64_t src_ld, const std::int64_t* index,
+                         std::int64_t rows, std::int64_t cols, float* dst, std::int64_t dst_ld);
+
+  /// dst[r, c] += src[r, c] for rows x cols values with their own row strides (src_ld 0: the
+  /// same src row added to every dst row).
+  virtual void add_rows(const float* src, std::int64_t src_ld, std::int64_t rows, std::int64_t cols,
+                        float* dst, std::int64_t dst_ld);
+
+  /// (tokens, heads * head_dim) rows at src (stride src_ld) to head-major blocks
+  /// dst (heads, tokens, head_dim): each head's keys or values then read sequentially. The
+  /// bf16 form rounds to nearest even (f32_to_bf16).
+  virtual void split_heads(const float* src, std::int64_t src_ld, std::int64_t tokens,
+                           std::int64_t heads, std::int64_t head_dim, float* dst);
+  virtual void split_heads_bf16(const float* src, std::int64_t src_ld, std::int64_t tokens,
+                                std::int64_t heads, std::int64_t head_dim, std::uint16_t* dst);
 };
 
 /// oneDNN on the CPU engine: the production backend.

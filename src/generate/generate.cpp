@@ -98,9 +98,9 @@ void apply_min_length(std::span<float> scores, std::int64_t cur_len, std::int64_
 
 BeamHypotheses::BeamHypotheses(std::int64_t num_beams, double length_penalty,
                                DecodeSettings::EarlyStopping early_stopping,
-                               std::int64_t max_length)
+                               std::int64_t max_length, std::int64_t prompt_length)
     : num_beams_(num_beams), length_penalty_(length_penalty), early_stopping_(early_stopping),
-      max_length_(max_length) {}
+      max_length_(max_length), prompt_length_(prompt_length) {}
 
 void BeamHypotheses::add(Hypothesis hyp, double sum_logprobs, std::int64_t generated_len) {
   const double score = sum_logprobs / std::pow(static_cast<double>(generated_len), length_penalty_);
@@ -125,9 +125,9 @@ bool BeamHypotheses::is_done(double best_sum_logprobs, std::int64_t cur_len) con
   if (static_cast<std::int64_t>(beams_.size()) < num_beams_) return false;
   using ES = DecodeSettings::EarlyStopping;
   if (early_stopping_ == ES::True) return true;
-  // The decoder prompt is the start token alone, so generated length = cur_len - 1.
-  std::int64_t len = cur_len - 1;
-  if (early_stopping_ == ES::Never && length_penalty_ > 0) len = max_length_ - 1;
+  // ref: transformers >= 4.50 _check_early_stop_heuristic: lengths exclude the decoder prompt.
+  std::int64_t len = cur_len - prompt_length_;
+  if (early_stopping_ == ES::Never && length_penalty_ > 0) len = max_length_ - prompt_length_;
   const double highest = best_sum_logprobs / std::pow(static_cast<double>(len), length_penalty_);
   return worst_score_ >= highest;
 }
@@ -142,161 +142,229 @@ const BeamHypotheses::Hypothesis& BeamHypotheses::best() const {
 
 namespace {
 
-DecodeResult greedy(StepModel& model, const DecodeSettings& s, bool capture) {
-  const std::int64_t vocab = model.vocab_size();
-  const std::int64_t att = capture ? model.attention_floats() : 0;
-  DecodeResult out;
-  std::vector<std::int64_t> history{s.decoder_start_token_id};
-  history.reserve(static_cast<std::size_t>(s.max_length));
-  FloatBuffer logits(static_cast<std::size_t>(vocab)), processed(static_cast<std::size_t>(vocab));
-  FloatBuffer logprobs(static_cast<std::size_t>(vocab));
-  FloatBuffer attention(static_cast<std::size_t>(std::max<std::int64_t>(att, 1)));
-  out.tokens.reserve(static_cast<std::size_t>(s.max_length));
-  out.logprobs.reserve(static_cast<std::size_t>(s.max_length));
-  if (capture) out.attention.reserve(static_cast<std::size_t>(att * s.max_length));
-
-  model.begin(1);
-  while (static_cast<std::int64_t>(history.size()) < s.max_length) {
-    model.step(&history.back(), logits.data(), capture ? attention.data() : nullptr);
-    std::copy(logits.data(), logits.data() + vocab, processed.data());
-    apply_processors({processed.data(), static_cast<std::size_t>(vocab)}, history, s);
-    // argmax, first index on ties (torch.argmax)
-    std::int64_t best = 0;
-    for (std::int64_t i = 1; i < vocab; ++i)
-      if (processed.data()[i] > processed.data()[best]) best = i;
-    model.log_softmax(logits.data(), 1, logprobs.data());
-    const float logprob = logprobs.data()[best];
-    history.push_back(best);
-    out.tokens.push_back(best);
-    out.logprobs.push_back(logprob);
-    out.sequence_score += logprob;
-    if (capture) out.attention.insert(out.attention.end(), attention.data(), attention.data() + att);
-    if (is_eos(best, s.eos_token_ids)) break;
+// ref: GenerationMixin._sample with do_sample=False: the processors run on the raw logits, then
+// argmax (the first index on ties, as torch.argmax).
+class GreedySearch final : public Search {
+ public:
+  GreedySearch(const DecodeSettings& s, std::int64_t vocab, std::int64_t att, bool capture)
+      : s_(s), vocab_(vocab), att_(capture ? att : 0), capture_(capture), history_(s.prompt) {
+    const auto max = static_cast<std::size_t>(s.max_length);
+    history_.reserve(max);
+    processed_.resize(static_cast<std::size_t>(vocab));
+    out_.tokens.reserve(max);
+    out_.logprobs.reserve(max);
+    if (capture) out_.attention.reserve(static_cast<std::size_t>(att_) * max);
+    token_ = history_.front();
   }
-  return out;
-}
+  std::int64_t rows() const override { return 1; }
+  const std::int64_t* tokens() const override { return &token_; }
+  bool wants_scores() const override { return fed_ + 1 == static_cast<std::int64_t>(history_.size()); }
+  bool done() const override { return done_; }
+  DecodeResult result() const override { return out_; }
 
-DecodeResult beam_search(StepModel& model, const DecodeSettings& s, bool capture) {
-  const std::int64_t k = s.num_beams, vocab = model.vocab_size();
-  const std::int64_t att = capture ? model.attention_floats() : 0;
-  const std::int64_t keep = std::max<std::int64_t>(2, 1 + static_cast<std::int64_t>(s.eos_token_ids.size())) * k;
-
-  struct Beam {
-    std::vector<std::int64_t> history;  // start token first
-    std::vector<float> logprobs;
-    std::vector<float> attention;
-  };
-  std::vector<Beam> beams(static_cast<std::size_t>(k)), next(static_cast<std::size_t>(k));
-  for (auto* set : {&beams, &next})
-    for (auto& b : *set) {
-      b.history.reserve(static_cast<std::size_t>(s.max_length));
-      b.logprobs.reserve(static_cast<std::size_t>(s.max_length));
-      if (capture) b.attention.reserve(static_cast<std::size_t>(att * s.max_length));
+  const std::int64_t* advance(const float* logits, const float* logprobs, const float* attention) override {
+    ++fed_;
+    if (fed_ < static_cast<std::int64_t>(history_.size())) {  // still feeding the prompt
+      token_ = history_[static_cast<std::size_t>(fed_)];
+      return nullptr;
     }
-  for (auto& b : beams) b.history.push_back(s.decoder_start_token_id);
-  // ref: all beams start identical; only the first may expand at step one.
-  std::vector<float> beam_scores(static_cast<std::size_t>(k), -1e9f);
-  beam_scores[0] = 0.0f;
+    std::copy(logits, logits + vocab_, processed_.data());
+    apply_processors({processed_.data(), static_cast<std::size_t>(vocab_)}, history_, s_);
+    std::int64_t best = 0;
+    for (std::int64_t i = 1; i < vocab_; ++i)
+      if (processed_.data()[i] > processed_.data()[best]) best = i;
+    const float logprob = logprobs[best];
+    history_.push_back(best);
+    out_.tokens.push_back(best);
+    out_.logprobs.push_back(logprob);
+    out_.sequence_score += logprob;
+    if (capture_ && attention) out_.attention.insert(out_.attention.end(), attention, attention + att_);
+    token_ = best;
+    done_ = is_eos(best, s_.eos_token_ids) || static_cast<std::int64_t>(history_.size()) >= s_.max_length;
+    return nullptr;
+  }
 
-  FloatBuffer logits(static_cast<std::size_t>(k * vocab)), scores(static_cast<std::size_t>(k * vocab));
-  FloatBuffer logprobs(static_cast<std::size_t>(k * vocab));  // raw log_softmax of the logits
-  FloatBuffer attention(static_cast<std::size_t>(std::max<std::int64_t>(k * att, 1)));
-  std::vector<std::int64_t> tokens(static_cast<std::size_t>(k)), src(static_cast<std::size_t>(k));
-  std::vector<std::int64_t> order(static_cast<std::size_t>(keep));
-  const bool processing = has_processors(s);
-  std::vector<float> next_scores(static_cast<std::size_t>(k));
-  BeamHypotheses hyps(k, s.length_penalty, s.early_stopping, s.max_length);
+ private:
+  const DecodeSettings& s_;
+  std::int64_t vocab_, att_;
+  bool capture_;
+  std::vector<std::int64_t> history_;  // prompt, then generated tokens
+  std::int64_t fed_ = 0;               // tokens of history_ fed to the model
+  std::int64_t token_ = 0;
+  bool done_ = false;
+  FloatBuffer processed_;
+  DecodeResult out_;
+};
 
-  model.begin(k);
-  std::int64_t cur_len = 1;
-  while (true) {
-    for (std::int64_t b = 0; b < k; ++b) tokens[b] = beams[b].history.back();
-    model.step(tokens.data(), logits.data(), capture ? attention.data() : nullptr);
+// ref: transformers >= 4.50 GenerationMixin._beam_search.
+class BeamSearch final : public Search {
+ public:
+  BeamSearch(const DecodeSettings& s, std::int64_t vocab, std::int64_t att, bool capture)
+      : s_(s), k_(s.num_beams), vocab_(vocab), att_(capture ? att : 0), capture_(capture),
+        keep_(std::max<std::int64_t>(2, 1 + static_cast<std::int64_t>(s.eos_token_ids.size())) * k_),
+        processing_(has_processors(s)),
+        hyps_(k_, s.length_penalty, s.early_stopping, s.max_length, static_cast<std::int64_t>(s.prompt.size())) {
+    const auto k = static_cast<std::size_t>(k_), max = static_cast<std::size_t>(s.max_length);
+    beams_.resize(k);
+    next_.resize(k);
+    for (auto* set : {&beams_, &next_})
+      for (auto& b : *set) {
+        b.history.reserve(max);
+        b.logprobs.reserve(max);
+        if (capture) b.attention.reserve(static_cast<std::size_t>(att_) * max);
+      }
+    for (auto& b : beams_) b.history = s.prompt;
+    // ref: all beams start identical; only the first may expand at the first choice.
+    beam_scores_.assign(k, -1e9f);
+    beam_scores_[0] = 0.0f;
+    scores_.resize(k * static_cast<std::size_t>(vocab));
+    tokens_.assign(k, s.prompt.front());
+    src_.resize(k);
+    order_.resize(static_cast<std::size_t>(keep_));
+    next_scores_.resize(k);
+    cur_len_ = static_cast<std::int64_t>(s.prompt.size());
+  }
+  std::int64_t rows() const override { return k_; }
+  const std::int64_t* tokens() const override { return tokens_.data(); }
+  bool wants_scores() const override { return fed_ + 1 == cur_len_; }
+  bool done() const override { return done_; }
 
-    model.log_softmax(logits.data(), k, logprobs.data());
+  DecodeResult result() const override {
+    const auto& best = hyps_.best();
+    DecodeResult out;
+    out.tokens = best.tokens;
+    out.logprobs = best.logprobs;
+    out.sequence_score = best.score;
+    out.attention = best.attention;
+    return out;
+  }
+
+  const std::int64_t* advance(const float* /*logits*/, const float* logprobs, const float* attention) override {
+    ++fed_;
+    if (fed_ < cur_len_) {  // still feeding the prompt: every beam gets the same token
+      std::fill(tokens_.begin(), tokens_.end(), s_.prompt[static_cast<std::size_t>(fed_)]);
+      return nullptr;
+    }
+    const std::int64_t k = k_, vocab = vocab_, att = att_;
     for (std::int64_t b = 0; b < k; ++b) {
-      const float* lp = logprobs.data() + b * vocab;
-      float* sc = scores.data() + b * vocab;
-      const float running = beam_scores[b];
-      if (processing) {
+      const float* lp = logprobs + b * vocab;
+      float* sc = scores_.data() + b * vocab;
+      const float running = beam_scores_[static_cast<std::size_t>(b)];
+      if (processing_) {
         std::copy(lp, lp + vocab, sc);
-        apply_processors({sc, static_cast<std::size_t>(vocab)}, beams[b].history, s);
+        apply_processors({sc, static_cast<std::size_t>(vocab)}, beams_[static_cast<std::size_t>(b)].history, s_);
         for (std::int64_t i = 0; i < vocab; ++i) sc[i] += running;
       } else {
         for (std::int64_t i = 0; i < vocab; ++i) sc[i] = lp[i] + running;
       }
     }
     // top `keep` over beams x vocab, sorted by score (ties: lower flat index first).
-    const float* sc = scores.data();
-    top_k(sc, k * vocab, keep, order.data());
+    const float* sc = scores_.data();
+    top_k(sc, k * vocab, keep_, order_.data());
 
-    const std::int64_t next_len = cur_len + 1;  // sequence length once this step's token is added
-    const bool last = next_len >= s.max_length;   // every candidate stops here
-    // ref: transformers >= 4.50 _beam_search: candidates that stop (eos, or the length limit)
-    // become finished hypotheses when ranked among the first K; the next running beams are the
-    // best K that did not stop (stopped ones, at -1e9, only fill slots nothing else can).
+    const std::int64_t next_len = cur_len_ + 1;  // sequence length once this step's token is added
+    const bool last = next_len >= s_.max_length;  // every candidate stops here
+    const auto prompt = static_cast<std::int64_t>(s_.prompt.size());
+    // Candidates that stop (eos, or the length limit) become finished hypotheses when ranked
+    // among the first K; the next running beams are the best K that did not stop (stopped
+    // ones, at -1e9, only fill slots nothing else can).
     std::int64_t filled = 0;
     auto take = [&](std::int64_t rank, float score) {
-      const std::int64_t flat = order[rank], from = flat / vocab, token = flat % vocab;
-      Beam& nb = next[filled];
-      const Beam& ob = beams[from];
+      const std::int64_t flat = order_[static_cast<std::size_t>(rank)], from = flat / vocab, token = flat % vocab;
+      Beam& nb = next_[static_cast<std::size_t>(filled)];
+      const Beam& ob = beams_[static_cast<std::size_t>(from)];
       nb.history.assign(ob.history.begin(), ob.history.end());
       nb.history.push_back(token);
       nb.logprobs.assign(ob.logprobs.begin(), ob.logprobs.end());
-      nb.logprobs.push_back(logprobs.data()[flat]);
-      if (capture) {
+      nb.logprobs.push_back(logprobs[flat]);
+      if (capture_) {
         nb.attention.assign(ob.attention.begin(), ob.attention.end());
-        nb.attention.insert(nb.attention.end(), attention.data() + from * att, attention.data() + (from + 1) * att);
+        if (attention) nb.attention.insert(nb.attention.end(), attention + from * att, attention + (from + 1) * att);
       }
-      next_scores[filled] = score;
-      src[filled] = from;
+      next_scores_[static_cast<std::size_t>(filled)] = score;
+      src_[static_cast<std::size_t>(filled)] = from;
       ++filled;
     };
     bool any_running = false;
-    for (std::int64_t rank = 0; rank < keep; ++rank) {
-      const std::int64_t flat = order[rank], from = flat / vocab, token = flat % vocab;
-      const bool stops = last || is_eos(token, s.eos_token_ids);
+    for (std::int64_t rank = 0; rank < keep_; ++rank) {
+      const std::int64_t flat = order_[static_cast<std::size_t>(rank)], from = flat / vocab, token = flat % vocab;
+      const bool stops = last || is_eos(token, s_.eos_token_ids);
       if (!stops) {
         any_running = true;
         if (filled < k) take(rank, sc[flat]);
         continue;
       }
       if (rank >= k) continue;  // a stop outside the top num_beams does not finish a beam
+      const Beam& ob = beams_[static_cast<std::size_t>(from)];
       BeamHypotheses::Hypothesis h;
-      h.tokens.assign(beams[from].history.begin() + 1, beams[from].history.end());
+      h.tokens.assign(ob.history.begin() + prompt, ob.history.end());
       h.tokens.push_back(token);
-      h.logprobs = beams[from].logprobs;
-      h.logprobs.push_back(logprobs.data()[flat]);
-      if (capture) {
-        h.attention = beams[from].attention;
-        h.attention.insert(h.attention.end(), attention.data() + from * att, attention.data() + (from + 1) * att);
+      h.logprobs = ob.logprobs;
+      h.logprobs.push_back(logprobs[flat]);
+      if (capture_) {
+        h.attention = ob.attention;
+        if (attention) h.attention.insert(h.attention.end(), attention + from * att, attention + (from + 1) * att);
       }
-      hyps.add(std::move(h), sc[flat], next_len - 1);
+      hyps_.add(std::move(h), sc[flat], next_len - prompt);
     }
-    if (last || !any_running) break;
-    for (std::int64_t rank = 0; filled < k && rank < keep; ++rank) {
-      const std::int64_t flat = order[rank];
-      if (is_eos(flat % vocab, s.eos_token_ids)) take(rank, sc[flat] - 1e9f);
+    if (last || !any_running) {
+      done_ = true;
+      return nullptr;
     }
-    std::swap(beams, next);
-    for (std::int64_t b = 0; b < k; ++b) beam_scores[b] = next_scores[b];
-    cur_len = next_len;
-    // Early-stop heuristic: the best running beam, even at its current length, cannot beat
-    // the worst finished hypothesis.
-    if (hyps.is_done(beam_scores[0], cur_len)) break;
-    model.reorder(src.data());
+    for (std::int64_t rank = 0; filled < k && rank < keep_; ++rank) {
+      const std::int64_t flat = order_[static_cast<std::size_t>(rank)];
+      if (is_eos(flat % vocab, s_.eos_token_ids)) take(rank, sc[flat] - 1e9f);
+    }
+    std::swap(beams_, next_);
+    for (std::int64_t b = 0; b < k; ++b) beam_scores_[static_cast<std::size_t>(b)] = next_scores_[static_cast<std::size_t>(b)];
+    cur_len_ = next_len;
+    // Early-stop heuristic: the best running beam, even at its current length, cannot beat the
+    // worst finished hypothesis.
+    if (hyps_.is_done(beam_scores_[0], cur_len_)) {
+      done_ = true;
+      return nullptr;
+    }
+    for (std::int64_t b = 0; b < k; ++b) tokens_[static_cast<std::size_t>(b)] = beams_[static_cast<std::size_t>(b)].history.back();
+    return src_.data();
   }
 
-  const auto& best = hyps.best();
-  DecodeResult out;
-  out.tokens = best.tokens;
-  out.logprobs = best.logprobs;
-  out.sequence_score = best.score;
-  out.attention = best.attention;
-  return out;
-}
+ private:
+  struct Beam {
+    std::vector<std::int64_t> history;  // prompt first
+    std::vector<float> logprobs;
+    std::vector<float> attention;
+  };
+  const DecodeSettings& s_;
+  std::int64_t k_, vocab_, att_;
+  bool capture_;
+  std::int64_t keep_;
+  bool processing_;
+  BeamHypotheses hyps_;
+  std::vector<Beam> beams_, next_;
+  std::vector<float> beam_scores_, next_scores_;
+  FloatBuffer scores_;
+  std::vector<std::int64_t> tokens_, src_, order_;
+  std::int64_t cur_len_ = 0, fed_ = 0;
+  bool done_ = false;
+};
 
 }  // namespace
+
+std::unique_ptr<Search> Search::create(const DecodeSettings& s, std::int64_t vocab, std::int64_t att,
+                                       bool capture) {
+  if (s.num_beams < 1) throw InputError(fmt::format("num_beams must be at least 1, got {}", s.num_beams));
+  if (s.prompt.empty()) throw InputError("generation needs a decoder prompt (at least the start token)");
+  if (s.max_length <= static_cast<std::int64_t>(s.prompt.size()))
+    throw InputError(fmt::format("max_length {} leaves no room for a generated token after the {}-token prompt",
+                                 s.max_length, s.prompt.size()));
+  for (const std::int64_t id : s.prompt)
+    if (id < 0 || id >= vocab)
+      throw InputError(fmt::format("decoder prompt token {} is outside the vocabulary (size {})", id, vocab));
+  if (s.num_beams > vocab)
+    throw InputError(fmt::format("num_beams {} exceeds the vocabulary size {}", s.num_beams, vocab));
+  if (s.num_beams == 1) return std::make_unique<GreedySearch>(s, vocab, att, capture);
+  return std::make_unique<BeamSearch>(s, vocab, att, capture);
+}
 
 void StepModel::log_softmax(const float* logits, std::int64_t rows, float* dst) {
   const std::int64_t vocab = vocab_size();
@@ -307,17 +375,75 @@ void StepModel::log_softmax(const float* logits, std::int64_t rows, float* dst) 
   }
 }
 
-DecodeResult decode(StepModel& model, const DecodeSettings& s, bool capture_attention) {
-  if (s.num_beams < 1) throw InputError(fmt::format("num_beams must be at least 1, got {}", s.num_beams));
-  if (s.max_length < 2)
-    throw InputError(fmt::format("max_length {} leaves no room for a generated token", s.max_length));
+DecodeResult decode(StepModel& model, DecoderState& state, const DecodeSettings& s, bool capture_attention) {
+  const DecodeJob job{&state, &s, capture_attention};
+  return std::move(decode_together(model, {&job, 1}).front());
+}
+
+std::vector<DecodeResult> decode_together(StepModel& model, std::span<const DecodeJob> jobs) {
   const std::int64_t vocab = model.vocab_size();
-  if (s.decoder_start_token_id < 0 || s.decoder_start_token_id >= vocab)
-    throw InputError(fmt::format("decoder_start_token_id {} is outside the vocabulary (size {})",
-                                 s.decoder_start_token_id, vocab));
-  if (s.num_beams > vocab)
-    throw InputError(fmt::format("num_beams {} exceeds the vocabulary size {}", s.num_beams, vocab));
-  return s.num_beams == 1 ? greedy(model, s, capture_attention) : beam_search(model, s, capture_attention);
+  const std::int64_t att = model.attention_floats();
+  struct Active {
+    std::size_t job;
+    std::unique_ptr<Search> search;
+  };
+  std::vector<Active> active;
+  std::int64_t max_rows = 0;
+  bool capture = false;
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    const DecodeJob& job = jobs[j];
+    if (job.state->rows() != job.settings->num_beams)
+      throw InputError(fmt::format("decoder state has {} rows for {} beams", job.state->rows(), job.settings->num_beams));
+    active.push_back({j, Search::create(*job.settings, vocab, att, job.capture_attention)});
+    max_rows += job.settings->num_beams;
+    capture = capture || job.capture_attention;
+  }
+  std::vector<DecodeResult> results(jobs.size());
+  const auto total = static_cast<std::size_t>(max_rows);
+  FloatBuffer logits(total * static_cast<std::size_t>(vocab)), logprobs(total * static_cast<std::size_t>(vocab));
+  FloatBuffer attention(capture ? total * static_cast<std::size_t>(std::max<std::int64_t>(att, 1)) : 1);
+  std::vector<std::int64_t> tokens(total);
+  std::vector<DecoderState*> groups;
+  groups.reserve(jobs.size());
+
+  while (!active.empty()) {
+    groups.clear();
+    std::int64_t rows = 0;
+    for (const auto& a : active) {
+      groups.push_back(jobs[a.job].state);
+      std::copy(a.search->tokens(), a.search->tokens() + a.search->rows(), tokens.begin() + rows);
+      rows += a.search->rows();
+    }
+    model.step(groups, tokens.data(), logits.data(), capture ? attention.data() : nullptr);
+    // One log-softmax over the rows whose search looks at this step's scores: consecutive runs.
+    std::int64_t row = 0;
+    for (std::size_t i = 0; i < active.size();) {
+      if (!active[i].search->wants_scores()) {
+        row += active[i++].search->rows();
+        continue;
+      }
+      const std::int64_t first = row;
+      while (i < active.size() && active[i].search->wants_scores()) row += active[i++].search->rows();
+      model.log_softmax(logits.data() + first * vocab, row - first, logprobs.data() + first * vocab);
+    }
+    row = 0;
+    for (auto& a : active) {
+      const std::int64_t n = a.search->rows();
+      const std::int64_t* src = a.search->advance(logits.data() + row * vocab, logprobs.data() + row * vocab,
+                                                  jobs[a.job].capture_attention ? attention.data() + row * att : nullptr);
+      if (src) jobs[a.job].state->reorder(src);
+      row += n;
+    }
+    for (std::size_t i = 0; i < active.size();) {
+      if (active[i].search->done()) {
+        results[active[i].job] = active[i].search->result();
+        active.erase(active.begin() + static_cast<std::ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
+    }
+  }
+  return results;
 }
 
 }  // namespace xcaption

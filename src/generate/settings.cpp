@@ -1,16 +1,30 @@
 #include "src/generate/settings.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include <xcaption/errors.hpp>
 
 namespace xcaption {
 
+std::int64_t decoder_start_token(const GenerationConfig& g) {
+  const auto start = g.decoder_start_token_id ? g.decoder_start_token_id : g.bos_token_id;
+  if (!start)
+    throw InputError("the model folder sets neither decoder_start_token_id nor bos_token_id "
+                     "(config.json or generation_config.json)");
+  return *start;
+}
+
 /// ref: GenerationMixin._prepare_generated_length: max_new_tokens wins over max_length wherever it
 /// comes from; an untouched max_length of 20 (the library default) means 20 new tokens.
-DecodeSettings resolve_settings(const GenerationConfig& g, const GenerationOptions& o) {
-  constexpr std::int64_t prompt = 1;  // the decoder start token
+DecodeSettings resolve_settings(const GenerationConfig& g, const GenerationOptions& o,
+                                std::vector<std::int64_t> prompt_ids,
+                                std::optional<std::int64_t> max_positions) {
+  if (prompt_ids.empty()) prompt_ids.push_back(decoder_start_token(g));
+  const auto prompt = static_cast<std::int64_t>(prompt_ids.size());
   DecodeSettings s;
+  s.prompt = std::move(prompt_ids);
   s.num_beams = o.num_beams.value_or(g.num_beams);
   const auto max_new = o.max_new_tokens ? o.max_new_tokens : g.max_new_tokens;
   if (max_new) {
@@ -20,6 +34,7 @@ DecodeSettings resolve_settings(const GenerationConfig& g, const GenerationOptio
     s.max_length = *o.max_length;
   } else {
     s.max_length = g.max_length == 20 ? g.max_length + prompt : g.max_length;
+    if (g.max_length == 20 && max_positions) s.max_length = std::min(s.max_length, *max_positions);
   }
   const auto min_new = o.min_new_tokens ? o.min_new_tokens : g.min_new_tokens;
   s.min_length = min_new ? *min_new + prompt : o.min_length.value_or(g.min_length);
@@ -37,12 +52,6 @@ DecodeSettings resolve_settings(const GenerationConfig& g, const GenerationOptio
     else throw InputError(fmt::format("early_stopping must be true, false or never, got '{}'", *o.early_stopping));
   }
   s.eos_token_ids = g.eos_token_id;
-  // ref: GenerationMixin._get_decoder_start_token_id: falls back to bos_token_id.
-  const auto start = g.decoder_start_token_id ? g.decoder_start_token_id : g.bos_token_id;
-  if (!start)
-    throw InputError("the model folder sets neither decoder_start_token_id nor bos_token_id "
-                     "(config.json or generation_config.json)");
-  s.decoder_start_token_id = *start;
   if (s.num_beams < 1) throw InputError(fmt::format("num_beams must be at least 1, got {}", s.num_beams));
   if (s.repetition_penalty <= 0)
     throw InputError(fmt::format("repetition_penalty must be positive, got {}", s.repetition_penalty));

@@ -62,4 +62,60 @@ void one_query_attention(Backend& backend, const OneQueryAttention& a) {
   backend.one_query_attention(a);
 }
 
+void weight_columns(Backend& backend, const PreparedLinear& layer, const std::int64_t* ids,
+                    std::int64_t rows, float* dst, std::int64_t dst_ld) {
+  require(ids && dst, "weight_columns", "null buffer");
+  require(rows >= 0 && dst_ld >= layer.in_features(), "weight_columns", "bad shape or stride");
+  for (std::int64_t r = 0; r < rows; ++r)
+    if (ids[r] < 0 || ids[r] >= layer.out_features())
+      throw InputError(fmt::format("token id {} is outside the vocabulary (size {})", ids[r], layer.out_features()));
+  for (std::int64_t r = 0; r < rows; ++r) backend.weight_column(layer, ids[r], dst + r * dst_ld);
+}
+
+void patchify(Backend& backend, const float* src, std::int64_t batch, std::int64_t channels,
+              std::int64_t height, std::int64_t width, std::int64_t patch, float* dst) {
+  require(src && dst, "patchify", "null buffer");
+  require(batch > 0 && channels > 0 && patch > 0 && height > 0 && width > 0, "patchify", "empty shape");
+  require(height % patch == 0 && width % patch == 0, "patchify", "image size not a multiple of the patch");
+  backend.patchify(src, batch, channels, height, width, patch, dst);
+}
+
+void copy_rows(Backend& backend, const float* src, std::int64_t src_ld, std::int64_t src_rows,
+               const std::int64_t* index, std::int64_t rows, std::int64_t cols, float* dst,
+               std::int64_t dst_ld) {
+  require(src && dst, "copy_rows", "null buffer");
+  require(rows >= 0 && cols >= 0 && src_ld >= 0 && dst_ld >= cols, "copy_rows", "bad shape or stride");
+  if (index) {
+    for (std::int64_t r = 0; r < rows; ++r)
+      if (index[r] < 0 || index[r] >= src_rows)
+        throw InputError(fmt::format("op copy_rows: row index {} outside [0, {})", index[r], src_rows));
+  } else {
+    require(rows <= src_rows, "copy_rows", "more rows than the source holds");
+  }
+  if (rows == 0 || cols == 0) return;
+  backend.copy_rows(src, src_ld, index, rows, cols, dst, dst_ld);
+}
+
+void add_rows(Backend& backend, const float* src, std::int64_t src_ld, std::int64_t rows,
+              std::int64_t cols, float* dst, std::int64_t dst_ld) {
+  require(src && dst, "add_rows", "null buffer");
+  require(rows >= 0 && cols >= 0 && src_ld >= 0 && dst_ld >= cols, "add_rows", "bad shape or stride");
+  if (rows == 0 || cols == 0) return;
+  backend.add_rows(src, src_ld, rows, cols, dst, dst_ld);
+}
+
+void split_heads(Backend& backend, const float* src, std::int64_t src_ld, std::int64_t tokens,
+                 std::int64_t heads, std::int64_t head_dim, float* dst) {
+  require(src && dst, "split_heads", "null buffer");
+  require(tokens > 0 && heads > 0 && head_dim > 0 && src_ld >= heads * head_dim, "split_heads", "bad shape");
+  backend.split_heads(src, src_ld, tokens, heads, head_dim, dst);
+}
+
+void split_heads(Backend& backend, const float* src, std::int64_t src_ld, std::int64_t tokens,
+                 std::int64_t heads, std::int64_t head_dim, std::uint16_t* dst) {
+  require(src && dst, "split_heads", "null buffer");
+  require(tokens > 0 && heads > 0 && head_dim > 0 && src_ld >= heads * head_dim, "split_heads", "bad shape");
+  backend.split_heads_bf16(src, src_ld, tokens, heads, head_dim, dst);
+}
+
 }  // namespace xcaption::ops

@@ -40,4 +40,31 @@ void attention(Backend& backend, const AttentionArgs& args);
 /// null buffers, empty shapes or overlapping strides.
 void one_query_attention(Backend& backend, const OneQueryAttention& args);
 
+/// dst row r (in_features values, stride dst_ld) = column ids[r] of a prepared layer's W: the
+/// token embeddings of a head tied to them (Backend::weight_column). Throws InputError for an
+/// id outside [0, out_features).
+void weight_columns(Backend& backend, const PreparedLinear& layer, const std::int64_t* ids,
+                    std::int64_t rows, float* dst, std::int64_t dst_ld);
+
+/// Image tiles for a patch embedding: see Backend::patchify. Throws InputError unless height
+/// and width are positive multiples of patch.
+void patchify(Backend& backend, const float* src, std::int64_t batch, std::int64_t channels,
+              std::int64_t height, std::int64_t width, std::int64_t patch, float* dst);
+
+/// dst row r = src row index[r] (or row r when index is null); see Backend::copy_rows.
+/// `src_rows` bounds the indices: an index outside [0, src_rows) throws InputError.
+void copy_rows(Backend& backend, const float* src, std::int64_t src_ld, std::int64_t src_rows,
+               const std::int64_t* index, std::int64_t rows, std::int64_t cols, float* dst,
+               std::int64_t dst_ld);
+
+/// dst rows += src rows (src_ld 0 broadcasts one row); see Backend::add_rows.
+void add_rows(Backend& backend, const float* src, std::int64_t src_ld, std::int64_t rows,
+              std::int64_t cols, float* dst, std::int64_t dst_ld);
+
+/// (tokens, heads * head_dim) rows to head-major (heads, tokens, head_dim), float32 or bf16.
+void split_heads(Backend& backend, const float* src, std::int64_t src_ld, std::int64_t tokens,
+                 std::int64_t heads, std::int64_t head_dim, float* dst);
+void split_heads(Backend& backend, const float* src, std::int64_t src_ld, std::int64_t tokens,
+                 std::int64_t heads, std::int64_t head_dim, std::uint16_t* dst);
+
 }  // namespace xcaption::ops

@@ -17,8 +17,9 @@
 #include <xcaption/image.hpp>
 
 #include "encoders/image_processor.hpp"
-#include "models/vit_gpt2.hpp"
-#include "src/io/model_config.hpp"
+#include "models/family.hpp"
+#include "src/tokenizer/tokenizer.hpp"
+#include "models/vit_gpt2/config.hpp"
 #include "src/io/weights.hpp"
 
 using namespace xcaption;
@@ -57,10 +58,11 @@ void check_abs(const std::string& what, const std::vector<float>& got, const std
 TEST_CASE("shapes-small: engine logits match the training code's forward pass", "[golden]") {
   const json& p = parity();
   const auto dir = kRoot / p.at("model").get<std::string>();
-  const ModelConfig config = load_model_config(dir);
+  const VitGpt2Config config = load_vit_gpt2_config(dir);
   auto backend = make_onednn_backend();
   WeightStore weights = WeightStore::open(dir);
-  VitGpt2Model model(config, *backend, weights, 1);
+  const Tokenizer tokenizer = Tokenizer::load(dir);
+  auto model = load_caption_model(dir, *backend, weights, tokenizer, 1);
   const std::int64_t vocab = p.at("vocab_size").get<std::int64_t>();
   REQUIRE(config.decoder.vocab_size == vocab);
   const std::int64_t size = config.encoder.image_size;
@@ -71,12 +73,12 @@ TEST_CASE("shapes-small: engine logits match the training code's forward pass", 
   for (const auto& [image_name, img] : p.at("images").items()) {
     SECTION(image_name) {
       preprocess_image(load_image(kRoot / image_name), config.preprocessor, pixels.data());
-      model.encode(pixels.data());
+      model->encode(pixels.data(), 1);
       const auto ids = img.at("token_ids").get<std::vector<std::int64_t>>();
-      model.prepare_cross_attention(1, static_cast<std::int64_t>(ids.size()) + 1);
-      model.begin(1);
+      auto state = model->start(0, 1, static_cast<std::int64_t>(ids.size()) + 1);
+      DecoderState* group = state.get();
       std::int64_t token = p.at("decoder_start_token_id").get<std::int64_t>();
-      model.step(&token, logits.data(), nullptr);
+      model->step({&group, 1}, &token, logits.data(), nullptr);
       check_abs("first_step_logits", logits, img.at("first_step_logits").get<std::vector<float>>(), 1e-4);
 
       // teacher forcing on the reference's greedy tokens: every step's logits
@@ -85,7 +87,7 @@ TEST_CASE("shapes-small: engine logits match the training code's forward pass", 
       for (std::size_t s = 0; s < ids.size(); ++s) {
         if (s > 0) {
           token = ids[s - 1];
-          model.step(&token, logits.data(), nullptr);
+          model->step({&group, 1}, &token, logits.data(), nullptr);
         }
         check_abs(fmt::format("teacher_forced_logits[{}]", s), logits, want_rows[s], 1e-4);
       }

@@ -14,48 +14,69 @@ using namespace xcaption;
 namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// A model whose logits depend only on the sequence so far: a table from history to logits,
-// with a default row for unknown histories. Tracks reorder calls like a real cache would.
+// The rows of one scripted sequence group: each row's history (after the prompt), reordered
+// like a real cache would be.
+class ScriptedState : public DecoderState {
+ public:
+  explicit ScriptedState(std::int64_t rows, std::int64_t prompt = 1)
+      : histories(static_cast<std::size_t>(rows)), prompt_left(prompt) {}
+  std::int64_t rows() const override { return static_cast<std::int64_t>(histories.size()); }
+  void reorder(const std::int64_t* src) override {
+    auto old = histories;
+    for (std::size_t r = 0; r < histories.size(); ++r) histories[r] = old[static_cast<std::size_t>(src[r])];
+  }
+  std::vector<std::vector<std::int64_t>> histories;
+  std::int64_t prompt_left;  // prompt tokens still to be fed (not part of the histories)
+  std::vector<std::int64_t> fed;  // every token fed to row 0, prompt included
+};
+
+// A model whose logits depend only on the sequence after the prompt: a table from history to
+// logits, with a default row for unknown histories.
 class ScriptedModel : public StepModel {
  public:
   explicit ScriptedModel(std::int64_t vocab) : vocab_(vocab) {}
-  std::map<std::vector<std::int64_t>, std::vector<float>> table;  // history (after start) -> logits
+  std::map<std::vector<std::int64_t>, std::vector<float>> table;  // history (after prompt) -> logits
   std::vector<float> fallback;
   std::int64_t steps = 0;
 
   std::int64_t vocab_size() const override { return vocab_; }
   std::int64_t attention_floats() const override { return 1; }
-  void begin(std::int64_t rows) override {
-    histories_.assign(static_cast<std::size_t>(rows), {});
-    steps = 0;
-  }
-  void step(const std::int64_t* tokens, float* logits, float* attention) override {
+  void step(std::span<DecoderState* const> groups, const std::int64_t* tokens, float* logits,
+            float* attention) override {
     ++steps;
-    for (std::size_t r = 0; r < histories_.size(); ++r) {
-      if (steps > 1) histories_[r].push_back(tokens[r]);  // the first step feeds the start token
-      auto it = table.find(histories_[r]);
-      const auto& row = it == table.end() ? fallback : it->second;
-      std::copy(row.begin(), row.end(), logits + r * vocab_);
-      // "attention" = the length of the history this row saw, to check it is tracked per beam.
-      if (attention) attention[r] = static_cast<float>(histories_[r].size() * 10 + (histories_[r].empty() ? 0 : histories_[r].back()));
+    std::int64_t row = 0;
+    for (DecoderState* g : groups) {
+      auto& st = *static_cast<ScriptedState*>(g);
+      st.fed.push_back(tokens[row]);
+      const bool in_prompt = st.prompt_left > 0;
+      if (in_prompt) --st.prompt_left;
+      for (std::size_t r = 0; r < st.histories.size(); ++r, ++row) {
+        if (!in_prompt) st.histories[r].push_back(tokens[row]);
+        const auto& h = st.histories[r];
+        auto it = table.find(h);
+        const auto& values = it == table.end() ? fallback : it->second;
+        std::copy(values.begin(), values.end(), logits + row * vocab_);
+        // "attention" = the length of the history this row saw, to check it is tracked per beam.
+        if (attention) attention[row] = static_cast<float>(h.size() * 10 + (h.empty() ? 0 : h.back()));
+      }
     }
-  }
-  void reorder(const std::int64_t* src) override {
-    auto old = histories_;
-    for (std::size_t r = 0; r < histories_.size(); ++r) histories_[r] = old[static_cast<std::size_t>(src[r])];
   }
 
  private:
   std::int64_t vocab_;
-  std::vector<std::vector<std::int64_t>> histories_;
 };
+
+DecodeResult decode(ScriptedModel& m, const DecodeSettings& s, bool capture) {
+  ScriptedState state(s.num_beams, static_cast<std::int64_t>(s.prompt.size()));
+  return xcaption::decode(m, state, s, capture);
+}
 
 DecodeSettings settings(std::int64_t beams, std::int64_t max_length) {
   DecodeSettings s;
   s.num_beams = beams;
   s.max_length = max_length;
   s.eos_token_ids = {0};
-  s.decoder_start_token_id = 1;
+  s.prompt = {1};
   return s;
 }
 }  // namespace
@@ -234,7 +255,7 @@ TEST_CASE("settings follow HF length rules", "[generate][settings]") {
   CHECK_THROWS_WITH(resolve_settings(g, bad), Catch::Contains("early_stopping"));
   g.decoder_start_token_id.reset();
   g.bos_token_id = 9;
-  CHECK(resolve_settings(g, {}).decoder_start_token_id == 9);  // falls back to bos
+  CHECK(resolve_settings(g, {}).prompt == std::vector<std::int64_t>{9});  // falls back to bos
   g.bos_token_id.reset();
   CHECK_THROWS_WITH(resolve_settings(g, {}), Catch::Contains("decoder_start_token_id"));
 }

@@ -9,7 +9,7 @@
 #include <string>
 #include <xcaption/errors.hpp>
 
-#include "src/io/model_config.hpp"
+#include "models/vit_gpt2/config.hpp"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
@@ -18,8 +18,8 @@ using xcaption::Activation;
 using xcaption::FormatError;
 using xcaption::GenerationConfig;
 using xcaption::InputError;
-using xcaption::load_model_config;
-using xcaption::ModelConfig;
+using xcaption::load_vit_gpt2_config;
+using xcaption::VitGpt2Config;
 using xcaption::ShapeError;
 
 namespace {
@@ -42,7 +42,7 @@ struct Folder {
   TempDir dir;
   explicit Folder(const json& config) { write("config.json", config); }
   void write(const std::string& name, const json& j) { write_text(dir.path / name, j.dump(2)); }
-  ModelConfig load() const { return load_model_config(dir.path); }
+  VitGpt2Config load() const { return load_vit_gpt2_config(dir.path); }
 };
 
 template <class E, class F>
@@ -66,11 +66,9 @@ std::string load_error(const json& config) {
 
 TEST_CASE("config: a minimal config.json takes transformers' defaults", "[config]") {
   Folder f(minimal_config());
-  const ModelConfig mc = f.load();
+  const VitGpt2Config mc = f.load();
   CHECK(mc.dir == f.dir.path);
-  CHECK(mc.model_type == "vision-encoder-decoder");
-  CHECK(mc.encoder_model_type == "vit");
-  CHECK(mc.decoder_model_type == "gpt2");
+  CHECK(xcaption::is_vit_gpt2_config(minimal_config()));
 
   // ViTConfig defaults.
   CHECK(mc.encoder.hidden_size == 768);
@@ -164,7 +162,7 @@ TEST_CASE("config: explicit model values override the defaults", "[config]") {
                        {"reorder_and_upcast_attn", true},
                        {"tie_word_embeddings", false}});
   Folder f(c);
-  const ModelConfig mc = f.load();
+  const VitGpt2Config mc = f.load();
   CHECK(mc.encoder.hidden_size == 384);
   CHECK(mc.encoder.num_hidden_layers == 6);
   CHECK(mc.encoder.num_attention_heads == 6);
@@ -204,7 +202,7 @@ TEST_CASE("config: GPT2Config attribute_map aliases", "[config]") {
                        {"max_position_embeddings", 128},
                        {"n_embd", 768}});
   Folder f(c);
-  const ModelConfig mc = f.load();
+  const VitGpt2Config mc = f.load();
   CHECK(mc.decoder.n_embd == 512);  // the alias is applied after the canonical key
   CHECK(mc.decoder.n_head == 8);
   CHECK(mc.decoder.n_layer == 3);
@@ -216,7 +214,7 @@ TEST_CASE("config: image_size and patch_size as [h, w]", "[config]") {
   c["encoder"]["image_size"] = {384, 384};
   c["encoder"]["patch_size"] = {32, 32};
   Folder f(c);
-  const ModelConfig mc = f.load();
+  const VitGpt2Config mc = f.load();
   CHECK(mc.encoder.image_size == 384);
   CHECK(mc.encoder.patch_size == 32);
   c["encoder"]["image_size"] = {384, 224};
@@ -230,7 +228,7 @@ TEST_CASE("config: activation names", "[config]") {
     c["encoder"]["hidden_act"] = name;
     c["decoder"]["activation_function"] = name;
     Folder f(c);
-    const ModelConfig mc = f.load();
+    const VitGpt2Config mc = f.load();
     CHECK(mc.encoder.activation == Activation::GeluErf);
     CHECK(mc.decoder.activation == Activation::GeluErf);
   }
@@ -239,7 +237,7 @@ TEST_CASE("config: activation names", "[config]") {
     c["encoder"]["hidden_act"] = name;
     c["decoder"]["activation_function"] = name;
     Folder f(c);
-    const ModelConfig mc = f.load();
+    const VitGpt2Config mc = f.load();
     CHECK(mc.encoder.activation == Activation::GeluTanh);
     CHECK(mc.decoder.activation == Activation::GeluTanh);
     CHECK(mc.decoder.activation_function == name);
@@ -360,13 +358,13 @@ TEST_CASE("config: inconsistent sizes are ShapeErrors", "[config]") {
 
 TEST_CASE("config: missing or malformed files", "[config]") {
   TempDir dir;
-  CHECK_THAT(message_of<FormatError>([&] { load_model_config(dir.path); }),
+  CHECK_THAT(message_of<FormatError>([&] { load_vit_gpt2_config(dir.path); }),
              Contains("config.json: not found"));
   write_text(dir.path / "config.json", "{\"model_type\": ");
-  CHECK_THAT(message_of<FormatError>([&] { load_model_config(dir.path); }),
+  CHECK_THAT(message_of<FormatError>([&] { load_vit_gpt2_config(dir.path); }),
              Contains((dir.path / "config.json").string() + ": invalid JSON"));
   write_text(dir.path / "config.json", "[1]");
-  CHECK_THAT(message_of<FormatError>([&] { load_model_config(dir.path); }),
+  CHECK_THAT(message_of<FormatError>([&] { load_vit_gpt2_config(dir.path); }),
              Contains("config.json: expected a JSON object, got array"));
 
   Folder f(minimal_config());
@@ -390,7 +388,7 @@ TEST_CASE("generation: generation_config.json replaces config.json entirely", "[
   Folder f(c);
   f.write("generation_config.json",
           {{"max_length", 16}, {"length_penalty", 0.5}, {"bos_token_id", 1}});
-  const ModelConfig mc = f.load();
+  const VitGpt2Config mc = f.load();
   CHECK(mc.has_generation_config_file);
   const GenerationConfig& g = mc.generation;
   CHECK(g.max_length == 16);
@@ -653,7 +651,7 @@ TEST_CASE("preprocessor: accepted and refused processor types", "[config]") {
 // tests/data/nlpconnect-vit-gpt2/.
 
 TEST_CASE("config: nlpconnect/vit-gpt2-image-captioning", "[config]") {
-  const ModelConfig mc = load_model_config(fs::path(XCAPTION_TEST_DATA) / "nlpconnect-vit-gpt2");
+  const VitGpt2Config mc = load_vit_gpt2_config(fs::path(XCAPTION_TEST_DATA) / "nlpconnect-vit-gpt2");
   // ViT-B/16 at 224: 14x14 patches + CLS = 197 tokens.
   CHECK(mc.encoder.hidden_size == 768);
   CHECK(mc.encoder.num_hidden_layers == 12);

@@ -19,12 +19,13 @@
 #include <xcaption/errors.hpp>
 
 #include "encoders/image_processor.hpp"
-#include "models/vit_gpt2.hpp"
+#include "models/family.hpp"
+#include "src/tokenizer/tokenizer.hpp"
 #include "src/backend/backend.hpp"
 #include "src/backend/onednn/onednn_backend.hpp"
 #include "src/backend/onednn/small_m.hpp"
 #include "src/generate/generate.hpp"
-#include "src/io/model_config.hpp"
+#include "models/vit_gpt2/config.hpp"
 #include "src/io/weights.hpp"
 #include "src/ops/ops.hpp"
 #include "src/tensor/tensor.hpp"
@@ -298,34 +299,36 @@ TEST_CASE("one_query_attention matches the reference and per-row attention", "[p
 TEST_CASE("bf16 model stays close to float32 on the tiny checkpoints", "[perf][golden]") {
   for (const char* name : {"tiny-vit-gpt2", "tiny-vit-gpt2-b"}) {
     const auto dir = kData / name;
-    const ModelConfig config = load_model_config(dir);
+    const VitGpt2Config config = load_vit_gpt2_config(dir);
     auto b32 = make_onednn_backend();
     auto b16 = make_onednn_backend();
     b16->set_precision(Precision::BF16);
     WeightStore weights = WeightStore::open(dir);
-    VitGpt2Model m32(config, *b32, weights, 4), m16(config, *b16, weights, 4);
+    const Tokenizer tokenizer = Tokenizer::load(dir);
+    auto m32 = load_caption_model(dir, *b32, weights, tokenizer, 4);
+    auto m16 = load_caption_model(dir, *b16, weights, tokenizer, 4);
     // A head this small (under a tenth of a step's weights) stays float32 in bf16 mode.
-    CHECK(m32.decoder().head_f32());
-    CHECK(m16.decoder().head_f32());
+    CHECK(m32->decoder().head_f32());
+    CHECK(m16->decoder().head_f32());
     CHECK(b16->precision() == Precision::BF16);  // restored after the head
     const std::int64_t size = config.encoder.image_size;
     std::vector<float> pixels(static_cast<std::size_t>(3 * size * size));
     preprocess_image(load_image(kData / "golden_images" / "img_64x64.png"), config.preprocessor, pixels.data());
-    m32.encode(pixels.data());
-    m16.encode(pixels.data());
-    const auto states = static_cast<std::size_t>(m32.encoder_tokens() * config.encoder.hidden_size);
-    const double enc_l2 = rel_l2(m16.encoder_states(), m32.encoder_states(), states);
-    m32.prepare_cross_attention(1, 8);
-    m16.prepare_cross_attention(1, 8);
+    m32->encode(pixels.data(), 1);
+    m16->encode(pixels.data(), 1);
+    const auto states = static_cast<std::size_t>(m32->encoder().num_tokens() * config.encoder.hidden_size);
+    const double enc_l2 = rel_l2(m16->encoder_states(0), m32->encoder_states(0), states);
+    auto s32 = m32->start(0, 1, 8);
+    auto s16 = m16->start(0, 1, 8);
+    DecoderState* g32 = s32.get();
+    DecoderState* g16 = s16.get();
     const auto vocab = static_cast<std::size_t>(config.decoder.vocab_size);
     std::vector<float> l32(vocab), l16(vocab);
-    m32.begin(1);
-    m16.begin(1);
     std::int64_t token = 0;
     double worst = 0;
     for (int step = 0; step < 4; ++step) {
-      m32.step(&token, l32.data(), nullptr);
-      m16.step(&token, l16.data(), nullptr);
+      m32->step({&g32, 1}, &token, l32.data(), nullptr);
+      m16->step({&g16, 1}, &token, l16.data(), nullptr);
       worst = std::max(worst, rel_l2(l16, l32));
       token = (token * 7 + 3) % config.decoder.vocab_size;
     }
@@ -372,25 +375,28 @@ TEST_CASE("the decoding loop does not allocate once warmed up", "[perf]") {
   // execution allocates inside libdnnl (its execution context); that count must stay constant
   // per step, whatever the position.
   const auto dir = kData / "tiny-vit-gpt2";
-  const ModelConfig config = load_model_config(dir);
+  const VitGpt2Config config = load_vit_gpt2_config(dir);
   for (const bool onednn : {false, true}) {
     auto backend = onednn ? make_onednn_backend() : make_reference_backend();
     WeightStore weights = WeightStore::open(dir);
-    VitGpt2Model model(config, *backend, weights, 4);
+    const Tokenizer tokenizer = Tokenizer::load(dir);
+    auto model = load_caption_model(dir, *backend, weights, tokenizer, 4);
     const std::int64_t size = config.encoder.image_size;
     std::vector<float> pixels(static_cast<std::size_t>(3 * size * size), 0.25f);
-    model.encode(pixels.data());
+    model->encode(pixels.data(), 1);
     const std::int64_t rows = 3, steps = 8;
-    model.prepare_cross_attention(rows, steps + 1);
+    auto state = model->start(0, rows, steps + 1);
+    DecoderState* group = state.get();
+    const std::int64_t tokens_in = state->cross_tokens();
     std::vector<float> logits(static_cast<std::size_t>(rows * config.decoder.vocab_size));
     std::vector<std::int64_t> tokens{1, 2, 3}, order{2, 0, 0};
     std::vector<long> per_step(static_cast<std::size_t>(steps));
     auto run = [&] {
-      model.begin(rows);
+      state->reserve(rows, steps + 1, tokens_in);  // empties the cache, allocates nothing
       for (std::int64_t s = 0; s < steps; ++s) {
         const long b = g_heap_allocations.load();
-        model.step(tokens.data(), logits.data(), nullptr);
-        model.reorder(order.data());
+        model->step({&group, 1}, tokens.data(), logits.data(), nullptr);
+        state->reorder(order.data());
         per_step[static_cast<std::size_t>(s)] = g_heap_allocations.load() - b;
       }
     };
@@ -402,16 +408,18 @@ TEST_CASE("the decoding loop does not allocate once warmed up", "[perf]") {
 
     // Greedy decoding: a fixed number of allocations (its outputs), whatever the token count.
     DecodeSettings s;
-    s.decoder_start_token_id = 0;
+    s.prompt = {0};
+    auto greedy_state = model->start(0, 1, 16);
     auto count = [&](std::int64_t max_length) {
       s.max_length = max_length;
-      decode(model, s, false);  // warm-up at this length
+      greedy_state->reserve(1, 16, tokens_in);
+      decode(*model, *greedy_state, s, false);  // warm-up at this length
+      greedy_state->reserve(1, 16, tokens_in);
       const long b = g_heap_allocations.load();
-      const DecodeResult r = decode(model, s, false);
+      const DecodeResult r = decode(*model, *greedy_state, s, false);
       CHECK(static_cast<std::int64_t>(r.tokens.size()) == max_length - 1);
       return g_heap_allocations.load() - b;
     };
-    model.prepare_cross_attention(1, 16);
     const long short_run = count(3), long_run = count(16);
     INFO("greedy allocations: " << short_run << " for 2 tokens, " << long_run << " for 15");
     if (!onednn) CHECK(long_run == short_run);
