@@ -59,7 +59,7 @@ struct AttentionMap {
 /// The map of generated token `step` (0-based index into CaptionResult::token_ids).
 /// Throws InputError when the attention is empty (not captured), when `step`, `layer` or `head`
 /// is out of range, or when `rollout` is combined with `layer`; ShapeError when encoder_tokens
-/// is not 1 + grid_rows * grid_cols or the weights do not have the advertised size.
+/// cannot hold the grid from grid_offset on or the weights do not have the advertised size.
 AttentionMap token_map(const CrossAttention& attention, std::int64_t step, const MapOptions& options = {});
 
 /// token_map for every step.

@@ -49,9 +49,11 @@ std::filesystem::path model_dir(const po::variables_map& vm);
 ComputeType compute_type(const po::variables_map& vm);
 Captioner load_captioner(const po::variables_map& vm);
 
-/// --beams, --max-new-tokens and the other generate() overrides, shared by caption, eval, ...
+/// --beams, --max-new-tokens, --prompt and the other generate() overrides, shared by caption, eval, ...
 void add_generation_options(po::options_description& options);
 GenerationOptions generation_options(const po::variables_map& vm);
+/// generation_options() plus --prompt.
+CaptionRequest caption_request(const po::variables_map& vm);
 
 /// --layer / --head values: "N" (0-based, < count), "mean" (unset) or "last" (count - 1).
 /// Throws UsageError for anything else.

@@ -36,6 +36,7 @@ nlohmann::ordered_json to_json(const std::string& image, const CaptionResult& r,
   nlohmann::ordered_json j;
   j["image"] = image;
   j["caption"] = r.caption;
+  j["prompt_ids"] = r.prompt_ids;
   j["grid"] = {r.cross_attention.grid_rows, r.cross_attention.grid_cols};
   j["tokens"] = nlohmann::ordered_json::array();
   for (const auto& t : tokens) {
@@ -151,8 +152,7 @@ int cmd_attend(int argc, char** argv) {
       throw UsageError("--columns and --panel-size must be >= 0");
     const bool all_tokens = vm.count("all-tokens") > 0;
 
-    CaptionRequest request;
-    request.generation = generation_options(vm);
+    CaptionRequest request = caption_request(vm);
     request.capture_cross_attention = true;
     Captioner captioner = load_captioner(vm);
     const ModelInfo info = captioner.info();

@@ -17,6 +17,7 @@ nlohmann::json to_json(const std::string& image, const CaptionResult& r) {
   nlohmann::json j;
   j["image"] = image;
   j["caption"] = r.caption;
+  j["prompt_ids"] = r.prompt_ids;
   j["token_ids"] = r.token_ids;
   j["tokens"] = r.tokens;
   j["logprobs"] = r.logprobs;
@@ -46,7 +47,9 @@ int cmd_caption(int argc, char** argv) {
       print_help("xcaption caption IMAGE... [OPTIONS]",
                  "Captions each image. Plain output is the caption alone, or \"FILE: caption\" when\n"
                  "several images are given; --json prints one object per line with the keys image,\n"
-                 "caption, token_ids, tokens, logprobs, sequence_score, num_beams, timings_ms.\n"
+                 "caption, prompt_ids (the decoder input before the first generated token), token_ids,\n"
+                 "tokens, logprobs (these three: the generated tokens), sequence_score, num_beams,\n"
+                 "timings_ms. The caption is what transformers prints: prompt included.\n"
                  "Generation settings default to the model folder's generation_config.json.",
                  options,
                  "An image that cannot be read is reported on stderr and skipped; the exit code is\n"
@@ -56,8 +59,7 @@ int cmd_caption(int argc, char** argv) {
     if (!vm.count("image")) throw UsageError("caption: no image given (see xcaption caption --help)");
     const auto images = vm["image"].as<std::vector<std::string>>();
     const bool json = vm.count("json") > 0;
-    CaptionRequest request;
-    request.generation = generation_options(vm);
+    CaptionRequest request = caption_request(vm);
     Captioner captioner = load_captioner(vm);
     int status = kOk;
     for (const auto& image : images) {

@@ -166,9 +166,8 @@ int cmd_eval(int argc, char** argv) {
       throw UsageError(fmt::format("eval: --layer takes a layer index, 'last' or 'mean', got '{}'",
                                    vm["layer"].as<std::string>()));
     }
-    CaptionRequest request;
+    CaptionRequest request = caption_request(vm);
     request.capture_cross_attention = true;
-    request.generation = generation_options(vm);
     std::optional<std::int64_t> limit;
     if (vm.count("limit")) {
       limit = vm["limit"].as<std::int64_t>();

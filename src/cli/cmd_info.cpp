@@ -26,12 +26,15 @@ int cmd_info(int argc, char** argv) {
     const std::string eos = fmt::format("{}", fmt::join(i.eos_token_ids, ", "));
     if (vm.count("json")) {
       nlohmann::json j = {
-          {"dir", i.dir.string()}, {"family", i.family}, {"weights", i.weights_file},
+          {"dir", i.dir.string()}, {"family", i.family}, {"architecture", i.architecture},
+          {"weights", i.weights_file},
           {"dtype", i.weights_dtype}, {"parameters", i.parameters},
           {"image_size", {i.image_height, i.image_width}}, {"patch_size", i.patch_size},
           {"grid", {i.grid_rows, i.grid_cols}},
-          {"encoder", {{"hidden", i.encoder_hidden}, {"layers", i.encoder_layers}, {"heads", i.encoder_heads}}},
-          {"decoder", {{"hidden", i.decoder_hidden}, {"layers", i.decoder_layers}, {"heads", i.decoder_heads},
+          {"encoder", {{"description", i.encoder_description}, {"hidden", i.encoder_hidden},
+                       {"layers", i.encoder_layers}, {"heads", i.encoder_heads}, {"tokens", i.encoder_tokens}}},
+          {"prompt_rule", i.prompt_rule},
+          {"decoder", {{"description", i.decoder_description}, {"hidden", i.decoder_hidden}, {"layers", i.decoder_layers}, {"heads", i.decoder_heads},
                        {"vocab_size", i.vocab_size}, {"n_positions", i.n_positions}}},
           {"enc_to_dec_proj", i.enc_to_dec_proj},
           {"tokenizer", {{"kind", i.tokenizer_kind}, {"file", i.tokenizer_file}}},
@@ -50,23 +53,25 @@ int cmd_info(int argc, char** argv) {
     }
     std::cout << fmt::format(
         "model        {}\n"
-        "family       {} (VisionEncoderDecoder)\n"
+        "family       {} ({})\n"
         "weights      {} ({}, {:.2f} M parameters)\n"
         "image        {}x{} pixels, {} resampling, patch {} -> {}x{} grid\n"
-        "encoder      ViT, hidden {}, {} layers, {} heads\n"
-        "decoder      GPT-2, hidden {}, {} layers, {} heads, vocab {}, {} positions{}\n"
+        "encoder      {}\n"
+        "{}"
+        "decoder      {}\n"
+        "prompt       {}\n"
         "tokenizer    {} ({})\n"
         "generation   beams {}, max_length {} (= {} new tokens), min_length {}, length_penalty {},\n"
         "             early_stopping {}, no_repeat_ngram_size {}, repetition_penalty {},\n"
         "             decoder_start {}, eos [{}]\n"
         "backend      {} ({} linear layers), loaded in {:.0f} ms\n",
-        i.dir.string(), i.family, i.weights_file, i.weights_dtype, i.parameters / 1e6, i.image_width,
-        i.image_height, i.resample, i.patch_size, i.grid_rows, i.grid_cols, i.encoder_hidden,
-        i.encoder_layers, i.encoder_heads, i.decoder_hidden, i.decoder_layers, i.decoder_heads,
-        i.vocab_size, i.n_positions, i.enc_to_dec_proj ? ", enc_to_dec_proj" : "", i.tokenizer_kind,
-        i.tokenizer_file, i.num_beams, i.max_length, i.max_length - 1, i.min_length, i.length_penalty,
-        i.early_stopping, i.no_repeat_ngram_size, i.repetition_penalty, i.decoder_start_token_id, eos,
-        i.backend, i.compute_dtype, i.load_ms);
+        i.dir.string(), i.family, i.architecture, i.weights_file, i.weights_dtype, i.parameters / 1e6, i.image_width,
+        i.image_height, i.resample, i.patch_size, i.grid_rows, i.grid_cols, i.encoder_description,
+        i.enc_to_dec_proj ? fmt::format("projection   enc_to_dec_proj {} -> {}\n", i.encoder_hidden, i.decoder_hidden) : "",
+        i.decoder_description, i.prompt_rule, i.tokenizer_kind, i.tokenizer_file, i.num_beams, i.max_length,
+        i.max_new_tokens.value_or(i.max_length - 1), i.min_length, i.length_penalty, i.early_stopping,
+        i.no_repeat_ngram_size, i.repetition_penalty, i.decoder_start_token_id, eos, i.backend, i.compute_dtype,
+        i.load_ms);
     for (const auto& w : i.warnings) std::cout << "warning      " << w << "\n";
     return kOk;
   } catch (const std::exception& e) {

@@ -178,7 +178,11 @@ int cmd_video(int argc, char** argv) {
     o.overlay.alpha = static_cast<float>(vm["alpha"].as<double>());
     if (!(o.overlay.alpha >= 0 && o.overlay.alpha <= 1)) throw UsageError("--alpha must lie in [0, 1]");
     o.map.rollout = vm.count("rollout") > 0;
-    o.request.generation = generation_options(vm);
+    {
+      const bool capture = o.request.capture_cross_attention;
+      o.request = caption_request(vm);
+      o.request.capture_cross_attention = capture;
+    }
 
     // OpenCV's backends log their own warnings (unsupported tags, GStreamer probing); errors
     // reach the user through our exceptions instead.

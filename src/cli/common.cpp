@@ -71,7 +71,17 @@ void add_generation_options(po::options_description& o) {
       ("early-stopping", po::value<std::string>()->value_name("true|false|never"),
        "when beam search stops (HF semantics)")
       ("no-repeat-ngram-size", po::value<std::int64_t>()->value_name("N"), "forbid repeating any N-gram")
-      ("repetition-penalty", po::value<double>()->value_name("X"), "penalise tokens already generated (1 = off)");
+      ("repetition-penalty", po::value<double>()->value_name("X"), "penalise tokens already generated (1 = off)")
+      ("prompt", po::value<std::string>()->value_name("TEXT"),
+       "text the caption starts with, fed to the decoder before generating (BLIP: \"a picture of\"; "
+       "vit-gpt2: a GPT-2 prefix); the caption printed includes it");
+}
+
+CaptionRequest caption_request(const po::variables_map& vm) {
+  CaptionRequest r;
+  r.generation = generation_options(vm);
+  if (vm.count("prompt")) r.prompt = vm["prompt"].as<std::string>();
+  return r;
 }
 
 GenerationOptions generation_options(const po::variables_map& vm) {

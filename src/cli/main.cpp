@@ -28,7 +28,7 @@ const Command kCommands[] = {
 
 void print_usage(std::FILE* out) {
   std::fprintf(out,
-               "xcaption %s: caption images with Hugging Face ViT-GPT2 checkpoints on the CPU\n\n"
+               "xcaption %s: caption images with Hugging Face encoder-decoder checkpoints (ViT-GPT2, BLIP) on the CPU\n\n"
                "usage: xcaption COMMAND [OPTIONS] [ARGS]\n\ncommands:\n",
                XCAPTION_VERSION);
   for (const auto& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);

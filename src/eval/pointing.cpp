@@ -27,9 +27,10 @@ std::string layer_choice_name(const LayerChoice& layer) {
 namespace {
 
 void check_attention(const CrossAttention& a, std::int64_t step) {
-  if (a.grid_rows <= 0 || a.grid_cols <= 0 || a.encoder_tokens != 1 + a.grid_rows * a.grid_cols)
-    throw ShapeError(fmt::format("cross-attention: {} encoder tokens for a {}x{} patch grid, expected 1 + rows * cols",
-                                 a.encoder_tokens, a.grid_rows, a.grid_cols));
+  if (a.grid_rows <= 0 || a.grid_cols <= 0 || a.grid_offset < 0 ||
+      a.encoder_tokens < a.grid_offset + a.grid_rows * a.grid_cols)
+    throw ShapeError(fmt::format("cross-attention: {} encoder tokens cannot hold a {}x{} patch grid from token {}",
+                                 a.encoder_tokens, a.grid_rows, a.grid_cols, a.grid_offset));
   if (a.steps < 0 || a.layers <= 0 || a.heads <= 0 ||
       a.weights.size() != static_cast<std::size_t>(a.steps * a.layers * a.heads * a.encoder_tokens))
     throw ShapeError(fmt::format("cross-attention: {} weights, expected steps {} x layers {} x heads {} x tokens {}",
@@ -51,7 +52,7 @@ Cell attention_argmax(const CrossAttention& a, std::int64_t step, const LayerCho
   for (std::int64_t l = first; l < last; ++l)
     for (std::int64_t h = 0; h < a.heads; ++h) {
       const auto w = a.at(step, l, h);
-      for (std::int64_t p = 0; p < patches; ++p) sum[p] += w[1 + p];
+      for (std::int64_t p = 0; p < patches; ++p) sum[p] += w[a.grid_offset + p];
     }
   const auto best = std::max_element(sum.begin(), sum.end()) - sum.begin();  // first maximum
   return {best / a.grid_cols, best % a.grid_cols};

@@ -17,9 +17,9 @@ void check_attention(const CrossAttention& a) {
   if (a.layers <= 0 || a.heads <= 0 || a.grid_rows <= 0 || a.grid_cols <= 0)
     throw ShapeError(fmt::format("attention map: invalid dimensions layers={} heads={} grid={}x{}", a.layers,
                                  a.heads, a.grid_rows, a.grid_cols));
-  if (a.encoder_tokens != 1 + a.grid_rows * a.grid_cols)
-    throw ShapeError(fmt::format("attention map: expected 1 + {} x {} = {} encoder tokens (CLS + patches), got {}",
-                                 a.grid_rows, a.grid_cols, 1 + a.grid_rows * a.grid_cols, a.encoder_tokens));
+  if (a.grid_offset < 0 || a.encoder_tokens < a.grid_offset + a.grid_rows * a.grid_cols)
+    throw ShapeError(fmt::format("attention map: {} encoder tokens cannot hold a {} x {} grid from token {}",
+                                 a.encoder_tokens, a.grid_rows, a.grid_cols, a.grid_offset));
   const auto want = static_cast<std::size_t>(a.steps * a.layers * a.heads * a.encoder_tokens);
   if (a.weights.size() != want)
     throw ShapeError(fmt::format("attention map: expected {} x {} x {} x {} = {} weights, got {}", a.steps, a.layers,
@@ -41,15 +41,17 @@ void add_layer(const CrossAttention& a, std::int64_t step, std::int64_t layer, c
   }
 }
 
-AttentionMap patches_of(const std::vector<double>& acc, int rows, int cols) {
+// The grid cells of per-token sums `acc` (cells from token `first` on), normalised to sum 1.
+AttentionMap patches_of(const std::vector<double>& acc, int rows, int cols, std::int64_t first) {
   AttentionMap m;
   m.rows = rows;
   m.cols = cols;
   m.values.resize(static_cast<std::size_t>(rows) * cols);
   double sum = 0;
-  for (std::size_t i = 0; i < m.values.size(); ++i) sum += std::max(0.0, acc[i + 1]);  // acc[0] is CLS
+  const auto f = static_cast<std::size_t>(first);
+  for (std::size_t i = 0; i < m.values.size(); ++i) sum += std::max(0.0, acc[i + f]);
   for (std::size_t i = 0; i < m.values.size(); ++i)
-    m.values[i] = sum > 0 ? static_cast<float>(std::max(0.0, acc[i + 1]) / sum)
+    m.values[i] = sum > 0 ? static_cast<float>(std::max(0.0, acc[i + f]) / sum)
                           : 1.0f / static_cast<float>(m.values.size());
   return m;
 }
@@ -81,7 +83,7 @@ AttentionMap token_map(const CrossAttention& a, std::int64_t step, const MapOpti
     for (std::int64_t l = 0; l < a.layers; ++l)
       add_layer(a, step, l, options.head, 1.0 / static_cast<double>(a.layers), acc);
   }
-  return patches_of(acc, static_cast<int>(a.grid_rows), static_cast<int>(a.grid_cols));
+  return patches_of(acc, static_cast<int>(a.grid_rows), static_cast<int>(a.grid_cols), a.grid_offset);
 }
 
 std::vector<AttentionMap> token_maps(const CrossAttention& a, const MapOptions& options) {
@@ -102,7 +104,7 @@ AttentionMap mean_map(std::span<const AttentionMap> maps) {
                                    m.rows, m.cols, m.values.size()));
     for (std::size_t i = 0; i < m.values.size(); ++i) acc[i + 1] += m.values[i];
   }
-  return patches_of(acc, rows, cols);
+  return patches_of(acc, rows, cols, 1);
 }
 
 }  // namespace xcaption::viz

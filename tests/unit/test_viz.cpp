@@ -158,6 +158,23 @@ TEST_CASE("token_map rejects bad requests with complete messages", "[viz]") {
   CHECK_THROWS_AS(token_map(bad, 0), ShapeError);
 }
 
+TEST_CASE("token_map reads the grid from grid_offset on, ignoring tokens outside it", "[viz]") {
+  // Tokens: grid cells 0..3 first, then two tokens that cover no cell (a layout with the grid
+  // first, as opposed to a ViT's CLS at 0).
+  CrossAttention a;
+  a.steps = a.layers = a.heads = 1;
+  a.grid_rows = a.grid_cols = 2;
+  a.grid_offset = 0;
+  a.encoder_tokens = 6;
+  a.weights = {0.1f, 0.2f, 0.3f, 0.0f, 0.25f, 0.15f};
+  const auto m = token_map(a, 0);
+  CHECK(m.at(0, 0) == Approx(0.1 / 0.6));
+  CHECK(m.at(1, 0) == Approx(0.3 / 0.6));
+  CHECK(m.at(1, 1) == 0.0f);
+  a.grid_offset = 3;  // 3 + 4 cells > 6 tokens
+  CHECK_THROWS_AS(token_map(a, 0), ShapeError);
+}
+
 TEST_CASE("mean_map averages and renormalises maps of one grid", "[viz]") {
   AttentionMap p{1, 2, {1.0f, 0.0f}}, q{1, 2, {0.25f, 0.75f}};
   const AttentionMap maps[] = {p, q};
