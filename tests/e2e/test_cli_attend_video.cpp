@@ -66,7 +66,8 @@ TEST_CASE("attend --json: image, caption, grid and one normalised map per genera
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const json j = json::parse(r.out);
-  CHECK(j.size() == 4);
+  CHECK(j.size() == 5);
+  CHECK(j["prompt_ids"] == json::array({1}));  // the decoder start token alone
   CHECK(j["image"] == kImage);
   CHECK(j["grid"] == json::array({4, 4}));
   // Same tokens as `caption --json`.

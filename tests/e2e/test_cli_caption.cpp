@@ -136,7 +136,9 @@ TEST_CASE("info describes the loaded model", "[cli]") {
   const auto r = run_cli("info --model '" + kTiny + "'");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  CHECK(r.out.find("hidden 32, 2 layers, 4 heads") != std::string::npos);
+  CHECK(r.out.find("ViT 32x32/8 (17 tokens), 2 layers, 32 wide, 4 heads") != std::string::npos);
+  CHECK(r.out.find("GPT-2, 2 layers, 48 wide, 4 heads") != std::string::npos);
+  CHECK(r.out.find("family       vit-gpt2") != std::string::npos);
   CHECK(r.out.find("vocab 60") != std::string::npos);
   CHECK(r.out.find("enc_to_dec_proj") != std::string::npos);
   CHECK(r.out.find("wordlevel") != std::string::npos);
