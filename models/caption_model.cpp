@@ -63,6 +63,7 @@ void CaptionModel::describe(ModelInfo& i, bool bf16) const {
                                       d.num_layers(), d.width(), d.num_heads(), d.vocab_size(), d.positions(),
                                       ds.layers.empty() || ds.layers.front().norm_first ? "" : ", post-norm");
   i.prompt_rule = parts_.prompt_rule;
+  i.warnings.insert(i.warnings.end(), parts_.warnings.begin(), parts_.warnings.end());
   i.image_height = e.image_height();
   i.image_width = e.image_width();
   i.patch_size = e.patch_size();

@@ -45,6 +45,7 @@ struct CaptionModelParts {
   /// the generating model's config has one).
   std::optional<std::int64_t> default_length_cap;
   std::vector<ExpectedTensor> tensors;  // the family's table, for the parameter count
+  std::vector<std::string> warnings;    // settings in the folder that are ignored, for `info`
 };
 
 class CaptionModel final : public StepModel {

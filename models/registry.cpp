@@ -10,12 +10,12 @@
 namespace xcaption {
 
 const ModelFamily& vit_gpt2_family();
-// const ModelFamily& blip_family();
+const ModelFamily& blip_family();
 
 const std::vector<ModelFamily>& model_families() {
   static const std::vector<ModelFamily> families = {
       vit_gpt2_family(),
-      // blip_family(),
+      blip_family(),
   };
   return families;
 }
