@@ -259,3 +259,75 @@ TEST_CASE("settings follow HF length rules", "[generate][settings]") {
   g.bos_token_id.reset();
   CHECK_THROWS_WITH(resolve_settings(g, {}), Catch::Contains("decoder_start_token_id"));
 }
+
+TEST_CASE("a multi-token prompt is fed first; processors and lengths count it", "[generate]") {
+  ScriptedModel m(8);
+  m.fallback = {-5.0f, -5.0f, -5.0f, -5.0f, -5.0f, 3.0f, 2.0f, 1.0f};  // 5 > 6 > 7, eos 0 unlikely
+  auto s = settings(1, 6);
+  s.prompt = {1, 5, 6};  // start token, then two prompt tokens
+  DecodeResult plain = decode(m, s, false);
+  // max_length 6 counts the 3 prompt tokens: 3 generated.
+  REQUIRE(plain.tokens.size() == 3);
+  CHECK(plain.tokens[0] == 5);
+  s.repetition_penalty = 4.0f;  // 5 and 6 were in the prompt: 3/4 and 2/4 lose to 1
+  DecodeResult penalised = decode(m, s, false);
+  CHECK(penalised.tokens[0] == 7);
+  s.repetition_penalty = 1.0f;
+  s.no_repeat_ngram_size = 2;  // the bigram (5, 6) of the prompt bans 6 after a 5
+  m.fallback = {-5.0f, -5.0f, -5.0f, -5.0f, -5.0f, 1.0f, 3.0f, 2.0f};
+  s.prompt = {1, 5};
+  s.max_length = 3;
+  DecodeResult ngram = decode(m, s, false);
+  CHECK(ngram.tokens == std::vector<std::int64_t>{6});  // (1,5) then 6: not seen before
+  s.prompt = {5, 6, 5};
+  s.max_length = 4;
+  ngram = decode(m, s, false);
+  CHECK(ngram.tokens == std::vector<std::int64_t>{7});  // 6 after 5 would repeat (5, 6)
+
+  // The beam score divides by the generated length only (prompt excluded).
+  ScriptedModel b(4);
+  b.fallback = {-30.0f, -30.0f, -30.0f, -30.0f};
+  b.table[{}] = {std::log(0.2f), -30.0f, std::log(0.45f), std::log(0.35f)};
+  b.table[{2}] = {0.0f, -30.0f, -30.0f, -30.0f};
+  b.table[{3}] = {0.0f, -30.0f, -30.0f, -30.0f};
+  auto bs = settings(2, 6);
+  bs.prompt = {1, 3, 3};
+  DecodeResult beam = decode(b, bs, false);
+  REQUIRE(beam.tokens == std::vector<std::int64_t>{2, 0});
+  CHECK(beam.sequence_score == Approx(std::log(0.45) / 2.0).epsilon(1e-4));
+
+  auto bad = settings(1, 3);
+  bad.prompt = {1, 2, 3};  // no room left
+  CHECK_THROWS_WITH(decode(m, bad, false), Catch::Contains("no room"));
+  bad.max_length = 5;
+  bad.prompt = {1, 9};  // outside the vocabulary of 8
+  CHECK_THROWS_WITH(decode(m, bad, false), Catch::Contains("outside the vocabulary"));
+}
+
+TEST_CASE("groups decoded together give each group's own result", "[generate]") {
+  ScriptedModel m(5);
+  m.fallback = {std::log(0.1f), -20.0f, std::log(0.5f), std::log(0.3f), std::log(0.1f)};
+  m.table[{2}] = {std::log(0.6f), -20.0f, std::log(0.1f), std::log(0.2f), std::log(0.1f)};
+  m.table[{3}] = {std::log(0.9f), -20.0f, std::log(0.05f), std::log(0.03f), std::log(0.02f)};
+  auto greedy = settings(1, 8);
+  auto beam = settings(3, 8);
+  beam.length_penalty = 0.0;
+  auto prompted = settings(2, 9);
+  prompted.prompt = {1, 4, 4};
+  const DecodeSettings* all[] = {&greedy, &beam, &prompted};
+  std::vector<DecodeResult> alone;
+  for (const auto* s : all) alone.push_back(decode(m, *s, true));
+  ScriptedState s1(1), s2(3), s3(2, 3);
+  const DecodeJob jobs[] = {{&s1, &greedy, true}, {&s2, &beam, true}, {&s3, &prompted, true}};
+  const auto together = decode_together(m, jobs);
+  REQUIRE(together.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    INFO("group " << i);
+    CHECK(together[i].tokens == alone[i].tokens);
+    CHECK(together[i].sequence_score == Approx(alone[i].sequence_score));
+    CHECK(together[i].attention == alone[i].attention);
+  }
+  ScriptedState wrong(2);
+  const DecodeJob mismatch[] = {{&wrong, &greedy, false}};
+  CHECK_THROWS_WITH(decode_together(m, mismatch), Catch::Contains("rows"));
+}
