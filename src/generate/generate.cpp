@@ -161,6 +161,7 @@ class GreedySearch final : public Search {
   bool wants_scores() const override { return fed_ + 1 == static_cast<std::int64_t>(history_.size()); }
   bool done() const override { return done_; }
   DecodeResult result() const override { return out_; }
+  std::span<const std::int64_t> committed() const override { return out_.tokens; }
 
   const std::int64_t* advance(const float* logits, const float* logprobs, const float* attention) override {
     ++fed_;
@@ -228,6 +229,10 @@ class BeamSearch final : public Search {
   const std::int64_t* tokens() const override { return tokens_.data(); }
   bool wants_scores() const override { return fed_ + 1 == cur_len_; }
   bool done() const override { return done_; }
+  std::span<const std::int64_t> committed() const override {
+    if (!done_) return {};
+    return hyps_.best().tokens;
+  }
 
   DecodeResult result() const override {
     const auto& best = hyps_.best();
@@ -380,68 +385,110 @@ DecodeResult decode(StepModel& model, DecoderState& state, const DecodeSettings&
   return std::move(decode_together(model, {&job, 1}).front());
 }
 
-std::vector<DecodeResult> decode_together(StepModel& model, std::span<const DecodeJob> jobs) {
-  const std::int64_t vocab = model.vocab_size();
-  const std::int64_t att = model.attention_floats();
-  struct Active {
-    std::size_t job;
-    std::unique_ptr<Search> search;
-  };
-  std::vector<Active> active;
-  std::int64_t max_rows = 0;
-  bool capture = false;
-  for (std::size_t j = 0; j < jobs.size(); ++j) {
-    const DecodeJob& job = jobs[j];
-    if (job.state->rows() != job.settings->num_beams)
-      throw InputError(fmt::format("decoder state has {} rows for {} beams", job.state->rows(), job.settings->num_beams));
-    active.push_back({j, Search::create(*job.settings, vocab, att, job.capture_attention)});
-    max_rows += job.settings->num_beams;
-    capture = capture || job.capture_attention;
-  }
-  std::vector<DecodeResult> results(jobs.size());
-  const auto total = static_cast<std::size_t>(max_rows);
-  FloatBuffer logits(total * static_cast<std::size_t>(vocab)), logprobs(total * static_cast<std::size_t>(vocab));
-  FloatBuffer attention(capture ? total * static_cast<std::size_t>(std::max<std::int64_t>(att, 1)) : 1);
-  std::vector<std::int64_t> tokens(total);
-  std::vector<DecoderState*> groups;
-  groups.reserve(jobs.size());
+struct DecodeBatch::Active {
+  std::int64_t id;
+  DecodeJob job;
+  std::unique_ptr<Search> search;
+};
 
-  while (!active.empty()) {
-    groups.clear();
-    std::int64_t rows = 0;
-    for (const auto& a : active) {
-      groups.push_back(jobs[a.job].state);
-      std::copy(a.search->tokens(), a.search->tokens() + a.search->rows(), tokens.begin() + rows);
-      rows += a.search->rows();
+DecodeBatch::DecodeBatch(StepModel& model) : model_(model) {}
+DecodeBatch::~DecodeBatch() = default;
+
+std::int64_t DecodeBatch::add(const DecodeJob& job) {
+  if (job.state->rows() != job.settings->num_beams)
+    throw InputError(fmt::format("decoder state has {} rows for {} beams", job.state->rows(), job.settings->num_beams));
+  auto search = Search::create(*job.settings, model_.vocab_size(), model_.attention_floats(), job.capture_attention);
+  active_.push_back(std::make_unique<Active>(Active{next_id_, job, std::move(search)}));
+  return next_id_++;
+}
+
+void DecodeBatch::remove(std::int64_t id) {
+  for (auto it = active_.begin(); it != active_.end(); ++it)
+    if ((*it)->id == id) {
+      active_.erase(it);
+      return;
     }
-    model.step(groups, tokens.data(), logits.data(), capture ? attention.data() : nullptr);
-    // One log-softmax over the rows whose search looks at this step's scores: consecutive runs.
-    std::int64_t row = 0;
-    for (std::size_t i = 0; i < active.size();) {
-      if (!active[i].search->wants_scores()) {
-        row += active[i++].search->rows();
-        continue;
-      }
-      const std::int64_t first = row;
-      while (i < active.size() && active[i].search->wants_scores()) row += active[i++].search->rows();
-      model.log_softmax(logits.data() + first * vocab, row - first, logprobs.data() + first * vocab);
+}
+
+std::int64_t DecodeBatch::rows() const {
+  std::int64_t n = 0;
+  for (const auto& a : active_) n += a->search->rows();
+  return n;
+}
+
+std::span<const std::int64_t> DecodeBatch::committed(std::int64_t id) const {
+  for (const auto& a : active_)
+    if (a->id == id) return a->search->committed();
+  return {};
+}
+
+void DecodeBatch::step() {
+  if (active_.empty()) return;
+  const std::int64_t vocab = model_.vocab_size(), att = model_.attention_floats();
+  const std::int64_t rows = this->rows();
+  bool capture = false;
+  for (const auto& a : active_) capture = capture || a->job.capture_attention;
+  // Buffers grow to the most rows seen; a steady batch allocates nothing per step.
+  const auto total = static_cast<std::size_t>(rows);
+  if (logits_.size() < total * static_cast<std::size_t>(vocab)) {
+    logits_.resize(total * static_cast<std::size_t>(vocab));
+    logprobs_.resize(total * static_cast<std::size_t>(vocab));
+  }
+  if (capture && attention_.size() < total * static_cast<std::size_t>(std::max<std::int64_t>(att, 1)))
+    attention_.resize(total * static_cast<std::size_t>(std::max<std::int64_t>(att, 1)));
+  if (tokens_.size() < total) tokens_.resize(total);
+  states_.clear();
+  std::int64_t row = 0;
+  for (const auto& a : active_) {
+    states_.push_back(a->job.state);
+    std::copy(a->search->tokens(), a->search->tokens() + a->search->rows(), tokens_.begin() + row);
+    row += a->search->rows();
+  }
+  model_.step(states_, tokens_.data(), logits_.data(), capture ? attention_.data() : nullptr);
+  // One log-softmax over each run of consecutive rows whose search looks at this step's scores.
+  row = 0;
+  for (std::size_t i = 0; i < active_.size();) {
+    if (!active_[i]->search->wants_scores()) {
+      row += active_[i++]->search->rows();
+      continue;
     }
-    row = 0;
-    for (auto& a : active) {
-      const std::int64_t n = a.search->rows();
-      const std::int64_t* src = a.search->advance(logits.data() + row * vocab, logprobs.data() + row * vocab,
-                                                  jobs[a.job].capture_attention ? attention.data() + row * att : nullptr);
-      if (src) jobs[a.job].state->reorder(src);
-      row += n;
+    const std::int64_t first = row;
+    while (i < active_.size() && active_[i]->search->wants_scores()) row += active_[i++]->search->rows();
+    model_.log_softmax(logits_.data() + first * vocab, row - first, logprobs_.data() + first * vocab);
+  }
+  row = 0;
+  for (auto& a : active_) {
+    const std::int64_t n = a->search->rows();
+    const std::int64_t* src = a->search->advance(logits_.data() + row * vocab, logprobs_.data() + row * vocab,
+                                                 a->job.capture_attention ? attention_.data() + row * att : nullptr);
+    if (src) a->job.state->reorder(src);
+    row += n;
+  }
+  for (std::size_t i = 0; i < active_.size();) {
+    if (active_[i]->search->done()) {
+      finished_.emplace_back(active_[i]->id, active_[i]->search->result());
+      active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
     }
-    for (std::size_t i = 0; i < active.size();) {
-      if (active[i].search->done()) {
-        results[active[i].job] = active[i].search->result();
-        active.erase(active.begin() + static_cast<std::ptrdiff_t>(i));
-      } else {
-        ++i;
-      }
-    }
+  }
+}
+
+std::vector<std::pair<std::int64_t, DecodeResult>> DecodeBatch::take_finished() {
+  std::vector<std::pair<std::int64_t, DecodeResult>> out;
+  out.swap(finished_);
+  return out;
+}
+
+std::vector<DecodeResult> decode_together(StepModel& model, std::span<const DecodeJob> jobs) {
+  DecodeBatch batch(model);
+  std::vector<std::int64_t> ids;
+  for (const auto& job : jobs) ids.push_back(batch.add(job));
+  std::vector<DecodeResult> results(jobs.size());
+  while (!batch.empty()) {
+    batch.step();
+    for (auto& [id, result] : batch.take_finished())
+      results[static_cast<std::size_t>(std::find(ids.begin(), ids.end(), id) - ids.begin())] = std::move(result);
   }
   return results;
 }

@@ -8,6 +8,8 @@
 #include <span>
 #include <vector>
 
+#include "src/tensor/tensor.hpp"
+
 namespace xcaption {
 
 /// Settings after resolving the model folder's defaults and the caller's overrides.
@@ -80,6 +82,9 @@ class Search {
   virtual const std::int64_t* advance(const float* logits, const float* logprobs, const float* attention) = 0;
   virtual bool done() const = 0;
   virtual DecodeResult result() const = 0;
+  /// Generated tokens that no later step can change (greedy: all so far; beam search: none until
+  /// it is done), for streaming.
+  virtual std::span<const std::int64_t> committed() const = 0;
 };
 
 /// Runs one group's generation on `state` (its rows == settings.num_beams).
@@ -88,13 +93,47 @@ class Search {
 DecodeResult decode(StepModel& model, DecoderState& state, const DecodeSettings& settings,
                     bool capture_attention);
 
-/// Several groups decoded together: each step feeds the rows of every unfinished group through
-/// one model.step(); a group leaves the step once its search is done. Results in job order.
 struct DecodeJob {
   DecoderState* state;
   const DecodeSettings* settings;
   bool capture_attention = false;
 };
+
+/// Groups decoded together, joining and leaving between steps: each step() feeds the rows of every
+/// active group through one model.step() (one matrix product per layer for all of them); a group
+/// leaves once its search is done. Each group's result is the one decode() would give it alone
+/// (up to float rounding of a larger product). Not thread-safe.
+class DecodeBatch {
+ public:
+  explicit DecodeBatch(StepModel& model);
+  ~DecodeBatch();
+  /// Adds a group (its state and settings must outlive it). Returns its id. Throws InputError
+  /// for settings Search::create refuses or a state whose rows differ from num_beams.
+  std::int64_t add(const DecodeJob& job);
+  /// Drops a group without a result (a cancelled request). Unknown ids are ignored.
+  void remove(std::int64_t id);
+  bool empty() const { return active_.empty(); }
+  std::int64_t groups() const { return static_cast<std::int64_t>(active_.size()); }
+  std::int64_t rows() const;
+  /// One step of every active group.
+  void step();
+  /// Tokens of group `id` that are final (see Search::committed); empty for an unknown id.
+  std::span<const std::int64_t> committed(std::int64_t id) const;
+  /// Groups finished since the last call, with their results, in the order they finished.
+  std::vector<std::pair<std::int64_t, DecodeResult>> take_finished();
+
+ private:
+  struct Active;
+  StepModel& model_;
+  std::vector<std::unique_ptr<Active>> active_;
+  std::vector<std::pair<std::int64_t, DecodeResult>> finished_;
+  std::int64_t next_id_ = 0;
+  FloatBuffer logits_, logprobs_, attention_;
+  std::vector<std::int64_t> tokens_;
+  std::vector<DecoderState*> states_;
+};
+
+/// All `jobs` through one DecodeBatch until every one is done. Results in job order.
 std::vector<DecodeResult> decode_together(StepModel& model, std::span<const DecodeJob> jobs);
 
 // Logits processors on one row, in HF's order of application. `history` holds the row's tokens

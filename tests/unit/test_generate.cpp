@@ -331,3 +331,34 @@ TEST_CASE("groups decoded together give each group's own result", "[generate]") 
   const DecodeJob mismatch[] = {{&wrong, &greedy, false}};
   CHECK_THROWS_WITH(decode_together(m, mismatch), Catch::Contains("rows"));
 }
+
+TEST_CASE("a group that joins a running batch, and one removed from it", "[generate]") {
+  ScriptedModel m(5);
+  m.fallback = {std::log(0.1f), -20.0f, std::log(0.5f), std::log(0.3f), std::log(0.1f)};
+  m.table[{2, 2, 2}] = {std::log(0.9f), -20.0f, std::log(0.05f), std::log(0.03f), std::log(0.02f)};
+  const auto greedy = settings(1, 8);
+  auto beam = settings(2, 7);
+  beam.length_penalty = 0.5;
+  const DecodeResult alone_greedy = decode(m, greedy, false), alone_beam = decode(m, beam, false);
+  ScriptedState first(1), late(2), dropped(1);
+  DecodeBatch batch(m);
+  const auto a = batch.add({&first, &greedy, false});
+  const auto c = batch.add({&dropped, &greedy, false});
+  batch.step();
+  batch.step();
+  CHECK(batch.committed(a).size() == 1);  // greedy tokens are final as they come
+  const auto b = batch.add({&late, &beam, false});
+  CHECK(batch.rows() == 4);
+  batch.remove(c);
+  CHECK(batch.groups() == 2);
+  std::map<std::int64_t, DecodeResult> done;
+  while (!batch.empty()) {
+    batch.step();
+    for (auto& [id, r] : batch.take_finished()) done[id] = std::move(r);
+  }
+  REQUIRE(done.size() == 2);
+  CHECK(done.count(c) == 0);
+  CHECK(done[a].tokens == alone_greedy.tokens);
+  CHECK(done[b].tokens == alone_beam.tokens);
+  CHECK(done[b].sequence_score == Approx(alone_beam.sequence_score));
+}
