@@ -61,7 +61,8 @@ struct Captioner::Impl {
     std::string text = tokenizer.decode(ids, skip_special);
     return clean_up_spaces ? clean_up_tokenization(std::move(text)) : text;
   }
-  std::vector<CaptionResult> run(std::span<const RgbImage> images, const CaptionRequest& request);
+  std::vector<CaptionResult> run(std::span<const PreparedImage> images, const CaptionRequest& request);
+  PreparedImage prepare(const RgbImage& image, std::size_t index, std::size_t count) const;
 
   explicit Impl(Tokenizer t) : tokenizer(std::move(t)) {}
 };
@@ -124,40 +125,62 @@ CaptionResult Captioner::caption_file(const std::filesystem::path& image, const 
 }
 
 CaptionResult Captioner::caption(const RgbImage& image, const CaptionRequest& request) {
-  return std::move(impl_->run({&image, 1}, request).front());
+  const PreparedImage p = impl_->prepare(image, 0, 1);
+  return std::move(impl_->run({&p, 1}, request).front());
 }
 
 std::vector<CaptionResult> Captioner::caption_batch(std::span<const RgbImage> images,
                                                     const CaptionRequest& request) {
   if (images.empty()) return {};
+  std::vector<PreparedImage> prepared;
+  prepared.reserve(images.size());
+  for (std::size_t i = 0; i < images.size(); ++i) prepared.push_back(impl_->prepare(images[i], i, images.size()));
+  return impl_->run(prepared, request);
+}
+
+PreparedImage Captioner::prepare(const RgbImage& image) const { return impl_->prepare(image, 0, 1); }
+
+std::vector<CaptionResult> Captioner::caption_prepared(std::span<const PreparedImage> images,
+                                                       const CaptionRequest& request) {
+  if (images.empty()) return {};
   return impl_->run(images, request);
 }
 
-std::vector<CaptionResult> Captioner::Impl::run(std::span<const RgbImage> images,
+PreparedImage Captioner::Impl::prepare(const RgbImage& image, std::size_t i, std::size_t count) const {
+  if (image.width <= 0 || image.height <= 0 ||
+      image.data.size() != static_cast<std::size_t>(image.width) * image.height * 3)
+    throw InputError(fmt::format("{} of {}x{} pixels carries {} bytes, expected width*height*3",
+                                 count > 1 ? fmt::format("image #{}", i) : std::string("image"), image.width,
+                                 image.height, image.data.size()));
+  const auto t0 = Clock::now();
+  PreparedImage p;
+  p.height = model->encoder().image_height();
+  p.width = model->encoder().image_width();
+  p.pixels.resize(static_cast<std::size_t>(3 * p.height * p.width));
+  preprocess_image(image, model->preprocessor(), p.pixels.data());
+  p.preprocess_ms = ms_since(t0);
+  return p;
+}
+
+std::vector<CaptionResult> Captioner::Impl::run(std::span<const PreparedImage> images,
                                                 const CaptionRequest& request) {
   std::optional<std::string_view> prompt;
   if (request.prompt) prompt = *request.prompt;
   const DecodeSettings settings = resolve_settings(model->generation(), request.generation,
                                                    model->decoder_prompt(tokenizer, prompt),
                                                    model->default_length_cap());
-  for (std::size_t i = 0; i < images.size(); ++i) {
-    const RgbImage& image = images[i];
-    if (image.width <= 0 || image.height <= 0 ||
-        image.data.size() != static_cast<std::size_t>(image.width) * image.height * 3)
-      throw InputError(fmt::format("{} of {}x{} pixels carries {} bytes, expected width*height*3",
-                                   images.size() > 1 ? fmt::format("image #{}", i) : std::string("image"),
-                                   image.width, image.height, image.data.size()));
-  }
   const auto n = static_cast<std::int64_t>(images.size());
-  const PreprocessorConfig& pre = model->preprocessor();
-  const auto per_image = static_cast<std::size_t>(3 * model->encoder().image_height() * model->encoder().image_width());
+  const std::int64_t height = model->encoder().image_height(), width = model->encoder().image_width();
+  const auto per_image = static_cast<std::size_t>(3 * height * width);
   if (pixels.size() < per_image * images.size()) pixels.resize(per_image * images.size());
-
   std::vector<CaptionResult> results(images.size());
   for (std::size_t i = 0; i < images.size(); ++i) {
-    const auto t0 = Clock::now();
-    preprocess_image(images[i], pre, pixels.data() + i * per_image);
-    results[i].timings.preprocess_ms = ms_since(t0);
+    const PreparedImage& p = images[i];
+    if (p.height != height || p.width != width || p.pixels.size() != per_image)
+      throw InputError(fmt::format("prepared image #{} is {}x{} with {} values; this model takes {}x{} (use prepare())",
+                                   i, p.width, p.height, p.pixels.size(), width, height));
+    std::copy(p.pixels.begin(), p.pixels.end(), pixels.data() + i * per_image);
+    results[i].timings.preprocess_ms = p.preprocess_ms;
   }
 
   auto t0 = Clock::now();

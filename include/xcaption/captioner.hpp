@@ -73,6 +73,14 @@ struct CaptionResult {
   CrossAttention cross_attention;       // filled when requested
 };
 
+/// An image resized and normalised for the loaded model (Captioner::prepare): the pixel_values
+/// transformers' image processor would give it.
+struct PreparedImage {
+  std::vector<float> pixels;  // (3, height, width)
+  std::int64_t height = 0, width = 0;
+  double preprocess_ms = 0;
+};
+
 /// What was loaded, for `xcaption info` and for callers that adapt to the model.
 struct ModelInfo {
   std::filesystem::path dir;
@@ -147,6 +155,17 @@ class Captioner {
   /// last bits where oneDNN blocks a larger product differently). Throws InputError for an empty or malformed image.
   std::vector<CaptionResult> caption_batch(std::span<const RgbImage> images,
                                            const CaptionRequest& request = {});
+
+  /// Preprocesses an image for this model. Const and thread-safe, also while another thread
+  /// runs caption calls on this Captioner: a reader thread can prepare the next batch while the
+  /// engine captions the current one. Throws InputError for an empty or malformed image.
+  PreparedImage prepare(const RgbImage& image) const;
+
+  /// caption_batch() on images prepared by prepare() of this Captioner (the encoder runs once for
+  /// the batch, then all images decode together, each image's rows in the same decoder steps).
+  /// Throws InputError for an image prepared for another input size.
+  std::vector<CaptionResult> caption_prepared(std::span<const PreparedImage> images,
+                                              const CaptionRequest& request = {});
 
   ModelInfo info() const;
 
