@@ -25,6 +25,7 @@ enum ExitCode : int {
   kBadInput = 5,    // InputError: option or value out of range, unsupported model
   kBackend = 6,     // BackendError
   kThresholdMissed = 7,  // eval: a --min-* threshold was missed
+  kSomeFailed = 8,       // caption/attend: some inputs failed, others succeeded
   kInterrupted = 130,
 };
 
@@ -66,6 +67,8 @@ void print_image_result(const std::optional<nlohmann::json>& json, const std::st
 
 /// Maps an exception to its exit code and prints "xcaption: error: ..." to stderr.
 int report_error(const std::exception& e);
+/// The exit code report_error would return, without printing.
+int exit_code_of(const std::exception& e);
 
 int cmd_caption(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);

@@ -108,13 +108,18 @@ void print_image_result(const std::optional<nlohmann::json>& json, const std::st
 }
 
 int report_error(const std::exception& e) {
+  const int code = exit_code_of(e);
+  std::fprintf(stderr, "xcaption: error: %s\n", e.what());
+  return code;
+}
+
+int exit_code_of(const std::exception& e) {
   int code = kFailure;
   if (dynamic_cast<const UsageError*>(&e)) code = kUsage;
   else if (dynamic_cast<const FormatError*>(&e)) code = kBadFile;
   else if (dynamic_cast<const ShapeError*>(&e)) code = kBadShape;
   else if (dynamic_cast<const InputError*>(&e)) code = kBadInput;
   else if (dynamic_cast<const BackendError*>(&e)) code = kBackend;
-  std::fprintf(stderr, "xcaption: error: %s\n", e.what());
   return code;
 }
 

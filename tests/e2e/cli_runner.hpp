@@ -1,6 +1,8 @@
 // Runs the built xcaption binary and captures its output, for CLI tests.
 #pragma once
 
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -10,6 +12,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "tests/test_util.hpp"
 
@@ -43,6 +46,26 @@ inline CliResult run_cli(const std::string& args, const std::string& env = "") {
   r.err = read_file(err);
   std::filesystem::remove_all(dir);
   return r;
+}
+
+/// Starts the CLI with `args` (after the program name), stdout to `out` (default /dev/null),
+/// stderr to `err`; returns its pid without waiting.
+inline pid_t spawn_cli(const std::vector<std::string>& args, const std::filesystem::path& err,
+                       const std::filesystem::path& out = "/dev/null") {
+  const std::string cli = XCAPTION_CLI_PATH;
+  std::vector<std::string> all = {cli};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, cli.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
 }
 
 }  // namespace xcaption::test

@@ -274,25 +274,6 @@ TEST_CASE("video --annotate writes a playable copy; bad inputs leave no files", 
 
 namespace {
 
-// Starts the CLI with `args` (after the program name), stdout to /dev/null, stderr to `err`.
-pid_t spawn_cli(const std::vector<std::string>& args, const fs::path& err) {
-  const std::string cli = XCAPTION_CLI_PATH;
-  std::vector<std::string> all = {cli};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, cli.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE(rc == 0);
-  return pid;
-}
-
 // Whether `dir` holds the hidden temporary of the annotated video "out.mp4".
 bool annotate_temporary_exists(const fs::path& dir) {
   for (const auto& e : fs::directory_iterator(dir))
