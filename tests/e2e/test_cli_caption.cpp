@@ -87,8 +87,11 @@ TEST_CASE("caption errors: unreadable image, missing model, bad flags", "[cli]")
   const auto bad = dir / "corrupt.png";
   std::ofstream(bad) << "this is not a png";
   const auto r = run_cli("caption --model '" + kTiny + "' '" + bad.string() + "' '" + kImage + "'");
-  CHECK(r.exit_code == 3);
+  CHECK(r.exit_code == 8);  // some images failed, others succeeded
   CHECK(r.err.find(bad.string()) != std::string::npos);
+  CHECK(r.err.find("1 of 2 images failed") != std::string::npos);
+  const auto only_bad = run_cli("caption --model '" + kTiny + "' '" + bad.string() + "'");
+  CHECK(only_bad.exit_code == 3);  // every image failed: that failure's code
   // The good image is still captioned.
   CHECK(r.out.find(kImage + ": ") != std::string::npos);
 
