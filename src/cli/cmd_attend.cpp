@@ -10,6 +10,7 @@
 #include <xcaption/viz.hpp>
 
 #include "src/cli/cli.hpp"
+#include "src/cli/collection.hpp"
 
 namespace xcaption::cli {
 
@@ -100,7 +101,9 @@ int cmd_attend(int argc, char** argv) {
       ("panel-size", po::value<int>()->default_value(320)->value_name("PX"),
        "longest side of a panel in the grid, in pixels (0 = the image's own size)")
       ("all-tokens", "also draw panels for special tokens (end of text)")
-      ("image", po::value<std::vector<std::string>>()->multitoken(), "image files");
+      ("image", po::value<std::vector<std::string>>()->multitoken(), "image files and directories")
+      ("recursive,r", "descend into subdirectories")
+      ("input-list", po::value<std::vector<std::string>>()->value_name("FILE"), "read paths from FILE (- = stdin)");
   add_model_options(options);
   add_generation_options(options);
   po::positional_options_description positional;
@@ -109,7 +112,7 @@ int cmd_attend(int argc, char** argv) {
     const auto vm = parse("attend", argc, argv, options, positional);
     if (vm.count("help")) {
       print_help(
-          "xcaption attend IMAGE... [OPTIONS]",
+          "xcaption attend IMAGE|DIR... [OPTIONS]",
           "Captions each image and shows where the decoder's cross-attention looked for every generated\n"
           "token: the map over the image's patch grid (CLS token excluded, renormalised to sum 1),\n"
           "upsampled bicubically to the original image, coloured and blended over it. The PNG is a grid of\n"
@@ -128,14 +131,23 @@ int cmd_attend(int argc, char** argv) {
           "Words are drawn with OpenCV's Hershey fonts (ASCII): accented Latin letters are transliterated\n"
           "(é -> e), other characters appear as \\u{XXXX}, broken UTF-8 bytes as \\x{XX}.\n"
           "Files are written atomically. Plain output is the caption (\"FILE: caption\" for several images);\n"
-          "written files are listed on stderr.\n");
+          "written files are listed on stderr.\n\n"
+          "Inputs as for `xcaption caption`: files, directories (--recursive), --input-list. Exit status 8\n"
+          "when some images failed and others succeeded.\n");
       return kOk;
     }
-    if (!vm.count("image")) throw UsageError("attend: no image given (see xcaption attend --help)");
-    const auto images = vm["image"].as<std::vector<std::string>>();
+    InputOptions in;
+    in.recursive = vm.count("recursive") > 0;
+    if (vm.count("input-list")) in.lists = vm["input-list"].as<std::vector<std::string>>();
+    const auto args = vm.count("image") ? vm["image"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    if (args.empty() && in.lists.empty()) throw UsageError("attend: no image given (see xcaption attend --help)");
+    std::vector<std::string> notes;
+    const std::vector<InputItem> items = collect_inputs(args, in, notes);
+    for (const auto& n : notes) std::fprintf(stderr, "xcaption: %s\n", n.c_str());
+    const bool several = items.size() > 1 || args.size() != 1 || !in.lists.empty();
     const bool json = vm.count("json") > 0;
     const bool per_token = vm.count("per-token") > 0;
-    if (vm.count("output") && images.size() > 1)
+    if (vm.count("output") && several)
       throw UsageError("attend: -o names one file; with several images leave it out (each image then writes "
                        "STEM.attention.png)");
     const bool grid = vm.count("output") || (!json && !per_token);
@@ -164,10 +176,13 @@ int cmd_attend(int argc, char** argv) {
     if (map.rollout && !vm["layer"].defaulted() && vm["layer"].as<std::string>() != "mean") throw UsageError("attend: --rollout combines all layers; drop --layer");
     if (per_token) std::filesystem::create_directories(vm["per-token"].as<std::string>());
 
-    int status = kOk;
-    for (const auto& image_path : images) {
+    int first_code = kOk;
+    std::int64_t failures = 0;
+    for (const auto& item : items) {
+      const std::string& image_path = item.name;
       try {
-        const RgbImage image = load_image(image_path);
+        if (!item.exists) throw FormatError(fmt::format("{}: no such file", image_path));
+        const RgbImage image = load_image(item.path);
         const CaptionResult r = captioner.caption(image, request);
         const auto tokens = viz::token_attentions(captioner, r, map);
         const std::string stem = std::filesystem::path(image_path).stem().string();
@@ -198,13 +213,18 @@ int cmd_attend(int argc, char** argv) {
           }
         }
         print_image_result(json ? std::optional(to_json(image_path, r, tokens)) : std::nullopt, image_path,
-                           r.caption, images.size() > 1);
+                           r.caption, several);
       } catch (const FormatError& e) {
         const int code = report_error(e);
-        if (status == kOk) status = code;
+        if (first_code == kOk) first_code = code;
+        ++failures;
       }
     }
-    return status;
+    if (failures == 0) return kOk;
+    if (failures == static_cast<std::int64_t>(items.size())) return first_code;
+    std::fprintf(stderr, "xcaption: %lld of %zu images failed (errors above)\n", static_cast<long long>(failures),
+                 items.size());
+    return kSomeFailed;
   } catch (const std::exception& e) {
     return report_error(e);
   }

@@ -78,9 +78,7 @@ class Collector {
 
  private:
   void add_file(const fs::path& path, const fs::path& root, const fs::path& relative, bool exists) {
-    const std::string name = path.generic_string();
-    if (!names_.insert(name).second) return;  // named twice
-    items_.push_back({path, name, root, relative, exists});
+    items_.push_back({path, path.generic_string(), root, relative, exists});
   }
 
   void walk(const fs::path& dir, const fs::path& root, bool top) {
@@ -116,7 +114,6 @@ class Collector {
   const InputOptions& o_;
   std::vector<std::string>& notes_;
   std::vector<InputItem> items_;
-  std::set<std::string> names_;
   std::set<DirKey> visited_;
 };
 

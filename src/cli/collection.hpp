@@ -41,8 +41,9 @@ bool is_image_file_name(const std::filesystem::path& path);
 /// arguments in order, each directory's entries sorted by name (subdirectories, with
 /// `recursive`, at their place in that order), list entries in list order. In directories,
 /// hidden entries (names starting with '.') and files without an image extension are skipped;
-/// a directory reached twice (a symlink loop, or two arguments) is walked once, and a path
-/// named twice is kept once. Named files are kept whatever their extension (OpenCV decides).
+/// a directory reached twice (a symlink loop, or two arguments) is walked once. Named files are
+/// kept as named (twice if named twice), whatever their extension (OpenCV decides). With output
+/// files, an image already recorded is not captioned again (Outputs::needs).
 /// Notes about skipped entries go to `notes`. Throws FormatError for an unreadable list file
 /// and UsageError-style InputError for an empty selection is left to the caller.
 std::vector<InputItem> collect_inputs(const std::vector<std::string>& args, const InputOptions& options,
