@@ -351,3 +351,17 @@ TEST_CASE("collections: SIGTERM finishes the batch in flight, writes CSV, exits 
   CHECK(lines_of(read_file(csv)).size() == lines.size() + 1);
   CHECK(read_file(tmp.path / "stderr").find("--resume continues") != std::string::npos);
 }
+
+TEST_CASE("collections: a symlink loop is walked once", "[cli][collections]") {
+  const TempDir tmp("coll-loop");
+  const fs::path in = tmp.path / "in";
+  fs::create_directories(in / "sub");
+  fs::copy_file(kImages / "img_45x30.png", in / "sub" / "x.png");
+  fs::create_directory_symlink("..", in / "sub" / "up");  // in/sub/up -> in
+  const auto r = run_cli("caption --threads 1 --progress none --max-new-tokens 3 --model '" + kTiny + "' -r " + q(in) +
+                         " --json");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(lines_of(r.out).size() == 1);
+  CHECK(r.err.find("already walked") != std::string::npos);
+}
