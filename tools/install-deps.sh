@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(build-essential cmake pkg-config
       libdnnl-dev libopencv-dev libboost-program-options-dev libfmt-dev catch2 nlohmann-json3-dev)
 if [[ "${1:-}" == "--with-python" ]]; then
-  pkgs+=(python3 python3-torch python3-numpy python3-pil python3-regex libopenblas0-pthread)
+  pkgs+=(python3 python3-torch python3-numpy python3-pil python3-regex unicode-data libopenblas0-pthread)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
