@@ -106,7 +106,9 @@ std::optional<bool> optional_boolean(const JsonFile& f, const json& obj, const c
                                      const std::string& where) {
   const json* v = f.optional(obj, key);
   if (!v) return std::nullopt;
-  if (!v->is_boolean()) f.fail(where + "." + key, fmt::format("expected a boolean or null, got {}", v->dump()));
+  if (!v->is_boolean()) {
+    f.fail(where + "." + key, fmt::format("expected a boolean or null, got {}", v->dump()));
+  }
   return v->get<bool>();
 }
 
@@ -229,7 +231,9 @@ void parse_decoder(const JsonFile& f, const json& j, const std::string& where, I
     }
     impl.decoder.kind = kind;
     if (kind == DecoderKind::WordPiece) {
-      if (const json* p = f.optional(j, "prefix")) impl.decoder.prefix = f.string(*p, where + ".prefix");
+      if (const json* p = f.optional(j, "prefix")) {
+        impl.decoder.prefix = f.string(*p, where + ".prefix");
+      }
       impl.decoder.cleanup = f.boolean(j, "cleanup", true, where);
     }
   } else if (type == "Sequence") {
@@ -329,7 +333,8 @@ void parse_model(const JsonFile& f, const json& j, Impl& impl) {
     f.fail("model", "missing key 'type'");
   } else {
     f.fail("model.type",
-           fmt::format("model type '{}' is not supported (supported: BPE, WordLevel, WordPiece)", type));
+           fmt::format("model type '{}' is not supported (supported: BPE, WordLevel, WordPiece)",
+                       type));
   }
 }
 
