@@ -8,11 +8,11 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(build-essential cmake pkg-config
       libdnnl-dev libopencv-dev libboost-program-options-dev libfmt-dev catch2 nlohmann-json3-dev)
+python=(python3 python3-torch python3-numpy python3-pil python3-regex unicode-data libopenblas0-pthread)
 for arg in "$@"; do
   case "$arg" in
-    --with-python) pkgs+=(python3 python3-torch python3-numpy python3-pil python3-regex libopenblas0-pthread) ;;
-    --with-tests) pkgs+=(python3 python3-torch python3-numpy python3-pil python3-regex libopenblas0-pthread
-                         slurm-wlm munge) ;;
+    --with-python) pkgs+=("${python[@]}") ;;
+    --with-tests) pkgs+=("${python[@]}" slurm-wlm munge) ;;
     *) echo "usage: tools/install-deps.sh [--with-python] [--with-tests]" >&2; exit 2 ;;
   esac
 done
