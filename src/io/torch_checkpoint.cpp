@@ -232,6 +232,10 @@ void TorchCheckpointFile::read_f32(const TensorInfo& tensor, float* dst) const {
   if (!tensor.supported) get(tensor.name);  // throws the dtype message
   if (!tensor.data)
     throw FormatError(fmt::format("{}: tensor '{}' read after the file was released", path_.string(), tensor.name));
+  xcaption::read_f32(tensor, layout, dst);
+}
+
+void read_f32(const TensorInfo& tensor, const TorchArchive::Layout& layout, float* dst) {
   const auto numel = static_cast<std::size_t>(tensor.numel());
   if (numel == 0) return;
   const auto* src = static_cast<const unsigned char*>(tensor.data);

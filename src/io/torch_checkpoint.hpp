@@ -53,6 +53,11 @@ struct TorchArchive {
 /// sum((size-1) x stride)) overflows or lies past its storage.
 TorchArchive read_torch_archive(const unsigned char* bytes, std::size_t size, const std::string& file);
 
+/// Writes the values of `tensor` (supported dtype, data not null) as float32 into `dst` (numel()
+/// floats), honouring `layout`'s strides: a contiguous tensor is converted in one pass, a strided
+/// view gathered element by element in row-major order.
+void read_f32(const TensorInfo& tensor, const TorchArchive::Layout& layout, float* dst);
+
 /// A pytorch_model.bin (or shard) mapped read-only, with the interface of SafeTensorsFile.
 class TorchCheckpointFile {
  public:
