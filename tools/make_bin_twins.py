@@ -55,9 +55,9 @@ def load_original(folder: str) -> "OrderedDict[str, torch.Tensor]":
     for name in sorted(tensors):
         arr = tensors[name]
         if dtypes[name] == "BF16":  # read as float32, exactly: narrowing back is exact too
-            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(torch.bfloat16)
+            t = torch.from_numpy(np.array(arr, dtype=np.float32)).to(torch.bfloat16)
         else:
-            t = torch.from_numpy(np.ascontiguousarray(arr))
+            t = torch.from_numpy(np.array(arr))  # np.array keeps 0-d arrays 0-d
         out[name] = t
     return out
 

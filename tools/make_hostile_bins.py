@@ -8,13 +8,15 @@ functools.partial; recursion bombs; shapes whose byte size overflows; views past
 missing storage records; truncated, corrupt and compressed zips; duplicate keys; a big-endian
 byteorder record; non-tensor values; an empty file; a safetensors file and a legacy torch.save
 file under the .bin name; a TorchScript archive. tests/e2e/test_cli_hostile_bins.cpp runs each
-through `xcaption caption` (the expected message per case is written there).
+through `xcaption caption` (the expected message per case is written there). It also writes the
+valid seed inputs of the fuzz target, tests/fuzz/corpus/.
 
 The pickles are written opcode by opcode (never unpickled here), the zips by a small writer that
-lays records out the way torch.save does (stored, 64-byte aligned data). Python's pickle and torch
-are used only for the legacy file. Deterministic: a rerun rewrites byte-identical files.
+lays records out the way torch.save does (stored, 64-byte aligned data); Python's pickle writes
+only the plain values of the legacy file's header. Needs no torch. Deterministic: a rerun
+rewrites byte-identical files.
 
-usage: LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread /usr/bin/python3 tools/make_hostile_bins.py
+usage: /usr/bin/python3 tools/make_hostile_bins.py
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def cases() -> dict:
     c["byte_size_overflow"] = archive(state_dict(s("w"), tensor("0", 4, 0, [1 << 62], [0])), {"0": F32x4})
     c["offset_past_storage"] = archive(state_dict(s("w"), tensor("0", 4, 9, [1], [1])), {"0": F32x4})
     c["view_past_storage"] = archive(state_dict(s("w"), tensor("0", 4, 1, [2, 2], [2, 1])), {"0": F32x4})
-    c["stride_overflow"] = archive(state_dict(s("w"), tensor("0", 4, 0, [3], [1 << 62])), {"0": F32x4})
+    c["stride_overflow"] = archive(state_dict(s("w"), tensor("0", 4, 0, [5], [1 << 62])), {"0": F32x4})
     c["storage_size_mismatch"] = archive(state_dict(s("w"), tensor("0", 5, 0, [4], [1])), {"0": F32x4})
     c["missing_storage"] = archive(state_dict(s("w"), tensor("7", 4, 0, [4], [1])), {"0": F32x4})
     c["storage_type_conflict"] = archive(state_dict(s("a"), tensor("0", 4, 0, [4], [1]),
@@ -200,12 +202,37 @@ def cases() -> dict:
 
 
 def legacy() -> bytes:
-    """A pre-1.6 torch.save file (_use_new_zipfile_serialization=False)."""
-    import torch
-    torch.set_num_threads(1)
-    buf = io.BytesIO()
-    torch.save({"w": torch.arange(4, dtype=torch.float32)}, buf, _use_new_zipfile_serialization=False)
-    return buf.getvalue()
+    """A pre-1.6 torch.save file laid out as torch's _legacy_save writes it: pickles of the magic
+    number, the protocol version and the system info, the object (storages as persistent ids
+    with a view-metadata slot), the sorted storage keys, then each storage as an 8-byte element
+    count and its bytes. Written here rather than by torch, whose legacy keys are addresses."""
+    import pickle
+    head = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2)
+    head += pickle.dumps({"protocol_version": 1001, "little_endian": True,
+                          "type_sizes": {"short": 2, "int": 4, "long": 8}}, protocol=2)
+    pid = tup(s("storage"), g("torch", "FloatStorage"), s("0"), s("cpu"), i(4), b"N") + b"Q"
+    obj = proto() + b"}" + s("w") + g("torch._utils", "_rebuild_tensor_v2") + tup(
+        pid, i(0), tup(i(4)), tup(i(1)), b"\x89", ordered_dict()) + b"Rs."
+    return head + obj + pickle.dumps(["0"], protocol=2) + struct.pack("<q", 4) + F32x4
+
+
+def fuzz_seeds() -> dict:
+    """Valid inputs for the libFuzzer target's seed corpus (tests/fuzz/corpus): archives with
+    views, a data descriptor and half storages, bare pickles, and a pickle torch.save wrote."""
+    import zipfile
+    seeds = {
+        "valid_archive": VALID,
+        "valid_descriptor": archive(VALID_PKL, {"0": F32x4}, descriptor=True),
+        "valid_views": archive(state_dict(s("a"), tensor("0", 4, 1, [3], [1]), s("b"), tensor("0", 4, 0, [2, 2], [1, 2]),
+                                          s("c"), tensor("1", 2, 0, [2], [1], "HalfStorage")),
+                               {"0": F32x4, "1": b"\x00\x3c\x00\xc0"}),
+        "valid_pickle": VALID_PKL,
+        "metadata_pickle": proto() + ordered_dict() + b"(" + s("w") + tensor("0", 4, 0, [4], [1]) + b"u}"
+                           + s("_metadata") + ordered_dict() + b"(" + s("") + b"}" + s("version") + i(1) + b"su" + b"sb.",
+    }
+    shard = ROOT / "tests" / "data" / "bin-twins" / "tiny-sharded" / "pytorch_model-00002-of-00002.bin"
+    seeds["torch_pickle"] = zipfile.ZipFile(shard).read("pytorch_model-00002-of-00002/data.pkl")
+    return seeds
 
 
 def main() -> None:
@@ -217,6 +244,10 @@ def main() -> None:
         (OUT / f"{name}.bin").write_bytes(data)
     total = sum(len(d) for d in all_cases.values())
     print(f"{len(all_cases)} files, {total} bytes, in {OUT}")
+    seeds_dir = ROOT / "tests" / "fuzz" / "corpus"
+    seeds_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in fuzz_seeds().items():
+        (seeds_dir / name).write_bytes(data)
 
 
 if __name__ == "__main__":

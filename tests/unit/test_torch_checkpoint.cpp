@@ -427,7 +427,7 @@ TEST_CASE("unpickler: a torch-style state dict with shared storages, parameters 
   p.op('u');
   // the `_metadata` attribute, set with BUILD (values of several kinds)
   p.op('}').str("_metadata").ordered_dict().op('(').str("").op('}').str("version").integer(1).op('s');
-  p.str("f").op('G').raw(std::string("\x3f\xf0\x00\x00\x00\x00\x00\x00", 8)).op('N').op(0x89).op(0x86).op('u');
+  p.str("f").op('G').raw(std::string("\x3f\xf0\x00\x00\x00\x00\x00\x00", 8)).op('N').op(0x89).op(0x87).op('u');
   p.op('s').op('b').op('.');
   const PickledStateDict sd = unpickle(p.s);
   REQUIRE(sd.storages.size() == 2);
@@ -531,7 +531,7 @@ TEST_CASE("unpickler: opcodes a state dict does not use are refused", "[torch]")
 TEST_CASE("unpickler: malformed streams and wrong calls", "[torch]") {
   const auto sd = [](const std::string& body) { return Pickle().proto().ordered_dict().op('(').raw(body).op('u').op('.').s; };
   CHECK_THAT(unpickle_error(""), Contains("ends without a STOP opcode"));
-  CHECK_THAT(unpickle_error(Pickle().proto().op('X').raw(std::string("\x10\x00\x00\x00ab", 6)).s),
+  CHECK_THAT(unpickle_error(Pickle().proto().op('X').raw(std::string("\x10\x00\x00\x00" "ab", 6)).s),
              Contains("ends inside BINUNICODE at byte 2"));
   CHECK_THAT(unpickle_error(Pickle().proto().op('t').s), Contains("TUPLE at byte 2 without a preceding MARK"));
   CHECK_THAT(unpickle_error(Pickle().proto().op('R').s), Contains("stack underflow at REDUCE"));
