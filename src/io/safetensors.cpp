@@ -16,6 +16,8 @@
 #include <utility>
 #include <xcaption/errors.hpp>
 
+#include "src/io/checkpoint_folder.hpp"
+
 namespace xcaption {
 
 namespace {
@@ -398,138 +400,18 @@ void SafeTensorsFile::parse_header(const unsigned char* bytes) {
   for (std::size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Model folders
-
-namespace {
-
-namespace fs = std::filesystem;
-
-struct ShardIndex {
-  fs::path index_path;
-  std::vector<std::string> shard_names;                  // distinct, first-appearance order
-  std::vector<std::pair<std::string, std::string>> map;  // tensor -> shard file name
-};
-
-ShardIndex read_shard_index(const fs::path& index_path) {
-  const std::string file = index_path.string();
-  std::string text;
-  {
-    std::FILE* f = std::fopen(file.c_str(), "rb");
-    if (!f) throw FormatError(fmt::format("{}: cannot open: {}", file, std::strerror(errno)));
-    char buf[65536];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    std::fclose(f);
-  }
-  nlohmann::ordered_json root;
-  try {
-    root = nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::ordered_json::parse_error& e) {
-    throw FormatError(fmt::format("{}: invalid JSON: {}", file, e.what()));
-  }
-  if (!root.is_object())
-    throw FormatError(fmt::format("{}: expected a JSON object, got {}", file, root.type_name()));
-  auto wm = root.find("weight_map");
-  if (wm == root.end()) throw FormatError(fmt::format("{}: missing key 'weight_map'", file));
-  if (!wm->is_object())
-    throw FormatError(
-        fmt::format("{}: key 'weight_map': expected an object, got {}", file, wm->type_name()));
-  if (wm->empty()) throw FormatError(fmt::format("{}: key 'weight_map' is empty", file));
-  ShardIndex index;
-  index.index_path = index_path;
-  std::set<std::string> seen;
-  for (const auto& [tensor, shard] : wm->items()) {
-    if (!shard.is_string())
-      throw FormatError(fmt::format("{}: weight_map['{}']: expected a file name string, got {}",
-                                    file, tensor, shard.type_name()));
-    const std::string name = shard.get<std::string>();
-    const fs::path rel(name);
-    bool escapes = name.empty() || rel.is_absolute();
-    for (const auto& part : rel)
-      if (part == "..") escapes = true;
-    if (escapes)
-      throw FormatError(fmt::format(
-          "{}: weight_map['{}'] names '{}', which is not a file inside the model folder", file,
-          tensor, name));
-    if (seen.insert(name).second) index.shard_names.push_back(name);
-    index.map.emplace_back(tensor, name);
-  }
-  return index;
-}
-
-}  // namespace
-
-std::vector<fs::path> checkpoint_files(const fs::path& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    throw FormatError(fmt::format("{}: not a model folder (no such directory)", dir.string()));
-
-  const fs::path single = dir / "model.safetensors";
-  if (fs::is_regular_file(single, ec)) return {single};
-
-  const fs::path index_path = dir / "model.safetensors.index.json";
-  if (fs::is_regular_file(index_path, ec)) {
-    const ShardIndex index = read_shard_index(index_path);
-    std::vector<fs::path> files;
-    for (const auto& name : index.shard_names) {
-      const fs::path shard = dir / name;
-      if (!fs::is_regular_file(shard, ec))
-        throw FormatError(fmt::format("{}: shard '{}' named in weight_map does not exist ({})",
-                                      index_path.string(), name, shard.string()));
-      files.push_back(shard);
-    }
-    return files;
-  }
-
-  // Name the weights that are there, so the message says what to do about them.
-  static const char* const kOtherFormats[] = {"pytorch_model.bin", "pytorch_model.bin.index.json",
-                                              "tf_model.h5", "flax_model.msgpack",
-                                              "model.ckpt.index"};
-  for (const char* other : kOtherFormats) {
-    if (fs::exists(dir / other, ec))
-      throw FormatError(fmt::format(
-          "{}: found {} but no model.safetensors; xcaption reads only safetensors (it does not "
-          "unpickle PyTorch files). Convert the folder once, e.g. with transformers: "
-          "VisionEncoderDecoderModel.from_pretrained(dir).save_pretrained(dir, "
-          "safe_serialization=True)",
-          dir.string(), other));
-  }
-  throw FormatError(
-      fmt::format("{}: no model.safetensors or model.safetensors.index.json in the model folder",
-                  dir.string()));
-}
-
-std::vector<SafeTensorsFile> open_checkpoint(const fs::path& dir) {
-  const std::vector<fs::path> paths = checkpoint_files(dir);
+std::vector<SafeTensorsFile> open_checkpoint(const std::filesystem::path& dir) {
+  const CheckpointLayout layout = find_checkpoint(dir);
+  if (layout.format != CheckpointFormat::Safetensors)
+    throw FormatError(fmt::format("{}: the checkpoint is {}, not safetensors (open it with WeightStore)",
+                                  dir.string(), layout.files.front().filename().string()));
   std::vector<SafeTensorsFile> files;
-  files.reserve(paths.size());
-  for (const auto& p : paths) files.push_back(SafeTensorsFile::open(p));
-  if (files.size() == 1 && paths[0].filename() == "model.safetensors") return files;
-
-  // Sharded: cross-check the index against what the shards hold. checkpoint_files() returned the
-  // shards in the order of index.shard_names.
-  const fs::path index_path = dir / "model.safetensors.index.json";
-  const ShardIndex index = read_shard_index(index_path);
-  std::map<std::string, const SafeTensorsFile*> by_name;
-  for (std::size_t i = 0; i < files.size(); ++i) by_name[index.shard_names[i]] = &files[i];
-  for (const auto& [tensor, shard] : index.map) {
-    const SafeTensorsFile* f = by_name.at(shard);
-    if (!f->find(tensor))
-      throw FormatError(
-          fmt::format("{}: weight_map puts tensor '{}' in '{}', but that shard does "
-                      "not contain it",
-                      index_path.string(), tensor, shard));
-  }
-  std::map<std::string_view, const SafeTensorsFile*> owner;
-  for (const auto& f : files) {
-    for (const auto& t : f.tensors()) {
-      auto [it, inserted] = owner.emplace(t.name, &f);
-      if (!inserted)
-        throw FormatError(fmt::format("{}: tensor '{}' appears in two shards: {} and {}",
-                                      index_path.string(), t.name, it->second->path().string(),
-                                      f.path().string()));
-    }
+  files.reserve(layout.files.size());
+  for (const auto& p : layout.files) files.push_back(SafeTensorsFile::open(p));
+  if (!layout.index.empty()) {
+    std::vector<const std::vector<TensorInfo>*> shards;
+    for (const auto& f : files) shards.push_back(&f.tensors());
+    check_shard_index(layout, shards);
   }
   return files;
 }

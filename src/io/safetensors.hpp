@@ -89,16 +89,10 @@ class SafeTensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-/// The safetensors files of a Hugging Face model folder, in the order transformers prefers them:
-/// `model.safetensors`; else the shards named by `model.safetensors.index.json` (its "weight_map",
-/// each distinct file once, in order of first appearance). Throws FormatError when the folder has
-/// neither (saying to convert when only `pytorch_model.bin` or other pickle/TF/Flax weights exist:
-/// xcaption does not read pickle), or when the index is malformed or names a missing shard.
-std::vector<std::filesystem::path> checkpoint_files(const std::filesystem::path& dir);
-
-/// Opens every file of checkpoint_files(dir). For a sharded checkpoint also checks that each
-/// tensor of the weight_map is present in the shard the index names, and that no tensor name
-/// appears in two shards. Throws FormatError.
+/// Opens every file of a safetensors model folder (find_checkpoint in checkpoint_folder.hpp). For
+/// a sharded checkpoint also checks that each tensor of the weight_map is present in the shard the
+/// index names, and that no tensor name appears in two shards. Throws FormatError, also when the
+/// folder's checkpoint is pytorch_model.bin (WeightStore reads both formats).
 std::vector<SafeTensorsFile> open_checkpoint(const std::filesystem::path& dir);
 
 }  // namespace xcaption

@@ -1,10 +1,13 @@
 #include "src/io/weights.hpp"
 
 #include <map>
+#include <type_traits>
 
 #include <fmt/format.h>
 
 #include <xcaption/errors.hpp>
+
+#include "src/io/checkpoint_folder.hpp"
 
 namespace xcaption {
 
@@ -12,15 +15,34 @@ WeightStore::WeightStore(WeightStore&&) noexcept = default;
 WeightStore& WeightStore::operator=(WeightStore&&) noexcept = default;
 WeightStore::~WeightStore() = default;
 
+namespace {
+
+const std::filesystem::path& path_of(const std::variant<SafeTensorsFile, TorchCheckpointFile>& f) {
+  return std::visit([](const auto& file) -> const std::filesystem::path& { return file.path(); }, f);
+}
+
+}  // namespace
+
 WeightStore WeightStore::open(const std::filesystem::path& dir) {
+  const CheckpointLayout layout = find_checkpoint(dir);
   WeightStore store;
-  store.files_ = open_checkpoint(dir);
+  store.files_.reserve(layout.files.size());
+  for (const auto& p : layout.files) {
+    if (layout.format == CheckpointFormat::Safetensors) store.files_.emplace_back(SafeTensorsFile::open(p));
+    else store.files_.emplace_back(TorchCheckpointFile::open(p));
+  }
+  if (!layout.index.empty()) {
+    std::vector<const std::vector<TensorInfo>*> shards;
+    for (const auto& f : store.files_)
+      shards.push_back(std::visit([](const auto& file) { return &file.tensors(); }, f));
+    check_shard_index(layout, shards);
+  }
   return store;
 }
 
-const TensorInfo* WeightStore::find(const std::string& name, const SafeTensorsFile** file) const {
+const TensorInfo* WeightStore::find(const std::string& name, const File** file) const {
   for (const auto& f : files_)
-    if (const TensorInfo* t = f.find(name)) {
+    if (const TensorInfo* t = std::visit([&](const auto& x) { return x.find(name); }, f)) {
       if (file) *file = &f;
       return t;
     }
@@ -28,10 +50,10 @@ const TensorInfo* WeightStore::find(const std::string& name, const SafeTensorsFi
 }
 
 void WeightStore::validate(const std::vector<ExpectedTensor>& table) const {
-  const std::string where = files_.empty() ? "checkpoint" : files_.front().path().string();
+  const std::string where = files_.empty() ? "checkpoint" : path_of(files_.front()).string();
   std::vector<std::string> missing;
   for (const auto& e : table) {
-    const SafeTensorsFile* file = nullptr;
+    const File* file = nullptr;
     const TensorInfo* t = find(e.name, &file);
     if (!t) {
       if (e.required) missing.push_back(e.name);
@@ -39,9 +61,9 @@ void WeightStore::validate(const std::vector<ExpectedTensor>& table) const {
     }
     if (!t->supported)
       throw FormatError(fmt::format("{}: tensor '{}': dtype {} is not supported (expected F32, F16 or BF16)",
-                                    file->path().string(), e.name, t->dtype_name));
+                                    path_of(*file).string(), e.name, t->dtype_name));
     if (t->shape != e.shape)
-      throw ShapeError(fmt::format("{}: tensor '{}': expected {}, got {}", file->path().string(), e.name,
+      throw ShapeError(fmt::format("{}: tensor '{}': expected {}, got {}", path_of(*file).string(), e.name,
                                    shape_string(e.shape), shape_string(t->shape)));
   }
   if (!missing.empty()) {
@@ -56,16 +78,23 @@ void WeightStore::validate(const std::vector<ExpectedTensor>& table) const {
 bool WeightStore::has(const std::string& name) const { return find(name, nullptr) != nullptr; }
 
 FloatBuffer WeightStore::load(const std::string& name) const {
-  const SafeTensorsFile* file = nullptr;
+  const File* file = nullptr;
   const TensorInfo* t = find(name, &file);
   if (!t) throw FormatError(fmt::format("checkpoint: tensor '{}' is missing", name));
-  const TensorInfo& info = file->get(name);  // throws for unsupported dtypes
-  if (!info.data)
-    throw FormatError(fmt::format("{}: tensor '{}' read after the file was released", file->path().string(), name));
-  FloatBuffer out(static_cast<std::size_t>(info.numel()));
-  convert_to_f32(info.dtype, info.data, out.data(), out.size());
-  file->evict(info);
-  return out;
+  return std::visit(
+      [&](const auto& f) {
+        const TensorInfo& info = f.get(name);  // throws for unsupported dtypes
+        if (!info.data)
+          throw FormatError(fmt::format("{}: tensor '{}' read after the file was released", f.path().string(), name));
+        FloatBuffer out(static_cast<std::size_t>(info.numel()));
+        if constexpr (std::is_same_v<std::decay_t<decltype(f)>, TorchCheckpointFile>)
+          f.read_f32(info, out.data());
+        else
+          convert_to_f32(info.dtype, info.data, out.data(), out.size());
+        f.evict(info);
+        return out;
+      },
+      *file);
 }
 
 std::vector<std::int64_t> WeightStore::shape(const std::string& name) const {
@@ -75,17 +104,17 @@ std::vector<std::int64_t> WeightStore::shape(const std::string& name) const {
 }
 
 DType WeightStore::dtype(const std::string& name) const {
-  const SafeTensorsFile* file = nullptr;
+  const File* file = nullptr;
   const TensorInfo* t = find(name, &file);
   if (!t) throw FormatError(fmt::format("checkpoint: tensor '{}' is missing", name));
-  return file->get(name).dtype;
+  return std::visit([&](const auto& f) { return f.get(name).dtype; }, *file);
 }
 
 DType WeightStore::main_dtype() const {
   std::map<DType, std::size_t> bytes;
   for (const auto& f : files_)
-    for (const auto& t : f.tensors())
-      if (t.supported) bytes[t.dtype] += t.nbytes;
+    for (const auto& t : std::visit([](const auto& x) -> const std::vector<TensorInfo>& { return x.tensors(); }, f))
+      if (t.supported) bytes[t.dtype] += static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype);
   DType best = DType::F32;
   std::size_t most = 0;
   for (const auto& [d, b] : bytes)
@@ -95,13 +124,18 @@ DType WeightStore::main_dtype() const {
 
 std::string WeightStore::description() const {
   std::string s;
-  for (const auto& f : files_) s += (s.empty() ? "" : ", ") + f.path().filename().string();
+  for (const auto& f : files_) s += (s.empty() ? "" : ", ") + path_of(f).filename().string();
   return s;
+}
+
+std::string WeightStore::format() const {
+  if (!files_.empty() && std::holds_alternative<TorchCheckpointFile>(files_.front())) return "pytorch (zip)";
+  return "safetensors";
 }
 
 std::int64_t WeightStore::total_bytes() const {
   std::int64_t n = 0;
-  for (const auto& f : files_) n += static_cast<std::int64_t>(f.file_size());
+  for (const auto& f : files_) n += static_cast<std::int64_t>(std::visit([](const auto& x) { return x.file_size(); }, f));
   return n;
 }
 
@@ -113,7 +147,7 @@ std::int64_t WeightStore::total_parameters(const std::vector<ExpectedTensor>& ta
 }
 
 void WeightStore::release() {
-  for (auto& f : files_) f.release();
+  for (auto& f : files_) std::visit([](auto& x) { x.release(); }, f);
 }
 
 }  // namespace xcaption

@@ -7,9 +7,11 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "src/io/safetensors.hpp"
+#include "src/io/torch_checkpoint.hpp"
 #include "src/tensor/tensor.hpp"
 
 namespace xcaption {
@@ -20,11 +22,13 @@ struct ExpectedTensor {
   bool required = true;  // false: may be absent (e.g. a tied lm_head)
 };
 
-/// The tensors of a model folder (model.safetensors, or the shards of
-/// model.safetensors.index.json), checked against a table.
+/// The tensors of a model folder, checked against a table: model.safetensors, the shards of
+/// model.safetensors.index.json, pytorch_model.bin or the shards of pytorch_model.bin.index.json,
+/// in that order of preference (find_checkpoint).
 class WeightStore {
  public:
-  /// Opens the checkpoint in `dir`. Throws FormatError naming the file on any problem.
+  /// Opens the checkpoint in `dir`. For a sharded one also checks the index against the shards.
+  /// Throws FormatError naming the file on any problem.
   static WeightStore open(const std::filesystem::path& dir);
   WeightStore(WeightStore&&) noexcept;
   WeightStore& operator=(WeightStore&&) noexcept;
@@ -36,15 +40,18 @@ class WeightStore {
   void validate(const std::vector<ExpectedTensor>& table) const;
 
   bool has(const std::string& name) const;
-  /// The tensor converted to float32. Its pages of the file mapping are then dropped from resident
-  /// memory (SafeTensorsFile::evict), so that loading a model tensor by tensor never holds the
-  /// whole file and the prepared weights at once. Precondition: validate() accepted it.
+  /// The tensor converted to float32 (F16/BF16 widened; a strided view of a torch storage gathered
+  /// in row-major order). Its pages of the file mapping are then dropped from resident memory
+  /// (evict), so that loading a model tensor by tensor never holds the whole file and the prepared
+  /// weights at once. Precondition: validate() accepted it.
   FloatBuffer load(const std::string& name) const;
   std::vector<std::int64_t> shape(const std::string& name) const;
   DType dtype(const std::string& name) const;
   /// Storage dtype of most tensors (for `info`).
   DType main_dtype() const;
   std::string description() const;  // the file(s) read
+  /// "safetensors" or "pytorch (zip)": the format of the files read.
+  std::string format() const;
   std::int64_t total_bytes() const;
   /// Number of values in the tensors of `table` that are present.
   std::int64_t total_parameters(const std::vector<ExpectedTensor>& table) const;
@@ -54,8 +61,9 @@ class WeightStore {
 
  private:
   WeightStore() = default;
-  const TensorInfo* find(const std::string& name, const SafeTensorsFile** file) const;
-  std::vector<SafeTensorsFile> files_;
+  using File = std::variant<SafeTensorsFile, TorchCheckpointFile>;
+  const TensorInfo* find(const std::string& name, const File** file) const;
+  std::vector<File> files_;
 };
 
 }  // namespace xcaption

@@ -1,5 +1,5 @@
 // safetensors reader: valid files (F32/F16/BF16 values, metadata, unsupported dtypes), every
-// header rejection, and model-folder discovery (single file, shards, pickle-only folders).
+// header rejection, and model-folder discovery (single file, shards, pytorch_model.bin and TF/Flax-only folders).
 #include "tests/test_util.hpp"
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -13,6 +13,7 @@
 #include <vector>
 #include <xcaption/errors.hpp>
 
+#include "src/io/checkpoint_folder.hpp"
 #include "src/io/safetensors.hpp"
 #include "src/tensor/tensor.hpp"
 
@@ -454,15 +455,37 @@ TEST_CASE("checkpoint: sharded index errors name the index and the shard", "[saf
   CHECK_THAT(index_error(), Contains("s2.safetensors: file is 3 bytes"));
 }
 
-TEST_CASE("checkpoint: pickle-only and empty folders", "[safetensors]") {
+TEST_CASE("checkpoint: folder order, pytorch_model.bin and TF/Flax-only folders", "[safetensors]") {
   TempDir dir;
   CHECK_THAT(message_of<FormatError>([&] { xcaption::checkpoint_files(dir.path); }),
-             Contains("no model.safetensors or model.safetensors.index.json"));
+             Contains("no model.safetensors, model.safetensors.index.json, pytorch_model.bin or "
+                      "pytorch_model.bin.index.json"));
+  write_file(dir.path / "tf_model.h5", "hdf5");
+  CHECK_THAT(message_of<FormatError>([&] { xcaption::checkpoint_files(dir.path); }),
+             Contains(dir.path.string()) && Contains("found tf_model.h5") && Contains("not TensorFlow or Flax") &&
+                 Contains("safe_serialization=True"));
+
+  // The .bin index comes after pytorch_model.bin, which comes after both safetensors forms.
+  write_file(dir.path / "pytorch_model-1.bin", "x");
+  write_file(dir.path / "pytorch_model.bin.index.json", R"({"weight_map": {"a": "pytorch_model-1.bin"}})");
+  auto layout = xcaption::find_checkpoint(dir.path);
+  CHECK(layout.format == xcaption::CheckpointFormat::PyTorch);
+  CHECK(layout.files == std::vector<fs::path>{dir.path / "pytorch_model-1.bin"});
+  CHECK(layout.index == dir.path / "pytorch_model.bin.index.json");
   write_file(dir.path / "pytorch_model.bin", "pickle");
-  const std::string msg = message_of<FormatError>([&] { xcaption::open_checkpoint(dir.path); });
-  CHECK_THAT(msg, Contains(dir.path.string()) && Contains("found pytorch_model.bin") &&
-                      Contains("reads only safetensors") && Contains("Convert") &&
-                      Contains("safe_serialization=True"));
+  layout = xcaption::find_checkpoint(dir.path);
+  CHECK(layout.format == xcaption::CheckpointFormat::PyTorch);
+  CHECK(layout.files == std::vector<fs::path>{dir.path / "pytorch_model.bin"});
+  CHECK(layout.index.empty());
+  CHECK_THAT(message_of<FormatError>([&] { xcaption::open_checkpoint(dir.path); }),
+             Contains("pytorch_model.bin, not safetensors"));
+  write_file(dir.path / "s1.safetensors", f32_tensor_file({{"a", 1.0f}}));
+  write_index(dir.path, {{"a", "s1.safetensors"}});
+  layout = xcaption::find_checkpoint(dir.path);
+  CHECK(layout.format == xcaption::CheckpointFormat::Safetensors);
+  CHECK(layout.files == std::vector<fs::path>{dir.path / "s1.safetensors"});
+  write_file(dir.path / "model.safetensors", f32_tensor_file({{"w", 1.0f}}));
+  CHECK(xcaption::checkpoint_files(dir.path) == std::vector<fs::path>{dir.path / "model.safetensors"});
   CHECK_THAT(message_of<FormatError>([&] { xcaption::checkpoint_files(dir.path / "nope"); }),
              Contains("no such directory"));
 }
