@@ -99,6 +99,30 @@ std::string WeightStore::description() const {
   return s;
 }
 
+std::string WeightStore::format() const { return "safetensors"; }
+
+std::vector<std::string> WeightStore::names() const {
+  std::vector<std::string> out;
+  for (const auto& f : files_)
+    for (const auto& t : f.tensors()) out.push_back(t.name);
+  return out;
+}
+
+std::string WeightStore::stored_dtype(const std::string& name) const {
+  const TensorInfo* t = find(name, nullptr);
+  if (!t) throw FormatError(fmt::format("checkpoint: tensor '{}' is missing", name));
+  return t->dtype_name;
+}
+
+std::span<const std::byte> WeightStore::stored_bytes(const std::string& name) const {
+  const SafeTensorsFile* file = nullptr;
+  const TensorInfo* t = find(name, &file);
+  if (!t) throw FormatError(fmt::format("checkpoint: tensor '{}' is missing", name));
+  if (t->nbytes > 0 && !t->data)
+    throw FormatError(fmt::format("{}: tensor '{}' read after the file was released", file->path().string(), name));
+  return {static_cast<const std::byte*>(t->data), t->nbytes};
+}
+
 std::int64_t WeightStore::total_bytes() const {
   std::int64_t n = 0;
   for (const auto& f : files_) n += static_cast<std::int64_t>(f.file_size());
