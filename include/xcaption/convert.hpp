@@ -21,7 +21,8 @@ struct ConvertOptions {
   /// Replace `out` when it exists (it must look like a model folder: empty, or holding
   /// config.json or model.safetensors, and must not contain the source).
   bool force = false;
-  /// Called after each tensor is written: bytes of source tensors done so far and in all.
+  /// Called after each tensor is written: bytes of source tensors done so far and in all. It may
+  /// throw to cancel: the temporary folder is removed and the exception propagates.
   std::function<void(std::int64_t done_bytes, std::int64_t total_bytes)> progress;
 };
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -19,6 +20,41 @@ namespace {
 
 // Below this much weight data a conversion takes a moment and prints no progress.
 constexpr std::int64_t kProgressFrom = 64ll << 20;
+
+volatile std::sig_atomic_t g_signal = 0;
+
+// First SIGINT/SIGTERM: stop after the tensor being written; convert_model then removes its
+// temporary folder. A second one quits at once (leaving the hidden temporary folder).
+extern "C" void on_signal(int sig) {
+  if (g_signal == 0) {
+    g_signal = sig;
+    return;
+  }
+  ::_exit(128 + sig);
+}
+
+struct Interrupted {};
+
+class SignalGuard {
+ public:
+  SignalGuard() {
+    g_signal = 0;
+    struct sigaction a {};
+    a.sa_handler = on_signal;
+    sigemptyset(&a.sa_mask);
+    ::sigaction(SIGINT, &a, &old_int_);
+    ::sigaction(SIGTERM, &a, &old_term_);
+  }
+  ~SignalGuard() {
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  SignalGuard(const SignalGuard&) = delete;
+  SignalGuard& operator=(const SignalGuard&) = delete;
+
+ private:
+  struct sigaction old_int_ {}, old_term_{};
+};
 
 std::string list(const std::vector<std::string>& names, std::size_t most = 8) {
   std::string s;
@@ -57,7 +93,8 @@ int cmd_convert(int argc, char** argv) {
                  "unless --dtype says otherwise; integer buffers (GPT-2's legacy attention masks, position\n"
                  "ids) are copied byte for byte when SRC gives their bytes, else dropped with a warning.\n"
                  "Everything is written into a hidden temporary folder beside DIR and renamed to DIR at the\n"
-                 "end: a failed conversion leaves nothing behind, and DIR is never overwritten without --force.\n"
+                 "end: a failed or interrupted (SIGINT, SIGTERM: exit 130, 143) conversion leaves nothing\n"
+                 "behind, and DIR is never overwritten without --force.\n"
                  "Progress goes to stderr for models over 64 MB; a summary goes to stdout.\n");
       return kOk;
     }
@@ -81,6 +118,7 @@ int cmd_convert(int argc, char** argv) {
     auto last = t0;
     bool drew = false;
     o.progress = [&](std::int64_t done, std::int64_t total) {
+      if (g_signal != 0) throw Interrupted{};
       if (total < kProgressFrom) return;
       const auto now = Clock::now();
       const bool end = done == total;
@@ -99,7 +137,12 @@ int cmd_convert(int argc, char** argv) {
     const std::string src = vm.count("model") ? vm["model"].as<std::string>() : default_model_dir().string();
     ConvertReport r;
     try {
+      SignalGuard guard;
       r = convert_model(src, out, o);
+    } catch (const Interrupted&) {
+      if (drew) std::fputs("\n", stderr);
+      std::fprintf(stderr, "xcaption: convert: interrupted; nothing was written\n");
+      return g_signal == SIGTERM ? 143 : kInterrupted;
     } catch (...) {
       if (drew) std::fputs("\n", stderr);
       throw;

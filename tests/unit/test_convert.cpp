@@ -239,7 +239,7 @@ TEST_CASE("a failed conversion leaves nothing behind and an existing folder unto
   CHECK_THAT(error_of((root.path / "absent").string(), out), Contains("model folder not found"));
   TempDir no_config("convert-noconfig");
   CHECK_THAT(error_of(no_config.path.string(), out), Contains("no config.json"));
-  // Weights that fail while being read: a truncated file.
+  // Weights that fail to open: a truncated file.
   Source src;
   const fs::path weights = src.dir.path / "model.safetensors";
   fs::resize_file(weights, fs::file_size(weights) - 3);
@@ -247,8 +247,20 @@ TEST_CASE("a failed conversion leaves nothing behind and an existing folder unto
   CHECK(fs::is_empty(root.path));
   CHECK_THAT(error_of(src.dir.path.string(), root.path / "no" / "parent"), Contains("parent folder"));
 
-  // An existing destination: refused without force, with force only when it looks like a model.
+  // A failure half-way through writing (here a cancelling progress callback) removes the
+  // temporary folder.
   Source good;
+  ConvertOptions cancel;
+  int calls = 0;
+  cancel.progress = [&](std::int64_t done, std::int64_t total) {
+    CHECK(done <= total);
+    if (++calls == 2) throw std::runtime_error("cancelled");
+  };
+  CHECK_THROWS_WITH(xcaption::convert_model(good.dir.path.string(), out, cancel), "cancelled");
+  CHECK(calls == 2);
+  CHECK(fs::is_empty(root.path));
+
+  // An existing destination: refused without force, with force only when it looks like a model.
   fs::create_directories(out);
   std::ofstream(out / "keep.txt") << "mine";
   CHECK_THAT(error_of(good.dir.path.string(), out), Contains("already exists"));
