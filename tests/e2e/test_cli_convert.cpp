@@ -141,7 +141,11 @@ TEST_CASE("convert round trip in f32 gives identical captions and log-probs", "[
   const Header h = read_header(out / "model.safetensors");
   CHECK(h.length % 8 == 0);
   CHECK(h.j["__metadata__"] == json({{"format", "pt"}}));
-  CHECK(h.dtypes() == std::set<std::string>{"F32"});
+  // tiny-vit-gpt2 carries GPT-2's legacy U8 attention masks (attn.bias, crossattention.bias):
+  // kept byte for byte.
+  CHECK(h.dtypes() == std::set<std::string>{"F32", "U8"});
+  CHECK(h.j["decoder.transformer.h.0.attn.bias"]["dtype"] == "U8");
+  CHECK(r.out.find("kept 4 non-float tensors as stored: decoder.transformer.h.0.attn.bias") != std::string::npos);
   for (const char* flags : {"", "--beams 2", "--beams 3 --max-new-tokens 6"}) {
     INFO(flags);
     check_same_result(caption_json(out.string(), flags), caption_json(kTiny, flags));
@@ -152,7 +156,7 @@ TEST_CASE("convert round trip in f32 gives identical captions and log-probs", "[
   CHECK(read_file(again / "model.safetensors") == read_file(out / "model.safetensors"));
 }
 
-TEST_CASE("convert keeps the stored dtype by default; f16 and bf16 outputs caption closely", "[cli][convert]") {
+TEST_CASE("convert keeps the stored dtype by default, and f16 and bf16 outputs caption closely", "[cli][convert]") {
   TempDir root("cli-convert-dtypes");
   // tiny-vit-gpt2-b is stored in BF16: kept without --dtype, results identical.
   const fs::path kept = root.path / "b-kept";
@@ -168,7 +172,7 @@ TEST_CASE("convert keeps the stored dtype by default; f16 and bf16 outputs capti
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     const std::string want = dtype == "f16" ? "F16" : "BF16";
-    CHECK(read_header(out / "model.safetensors").dtypes() == std::set<std::string>{want});
+    CHECK(read_header(out / "model.safetensors").dtypes() == std::set<std::string>{want, "U8"});
     const auto info = run_cli("info --json --model '" + out.string() + "'");
     REQUIRE(info.exit_code == 0);
     CHECK(json::parse(info.out)["dtype"] == want);

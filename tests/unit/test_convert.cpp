@@ -166,7 +166,7 @@ TEST_CASE("convert keeps stored dtypes by default and writes the header transfor
   CHECK(xcaption::SafeTensorsFile::open(out / "model.safetensors").metadata().at("format") == "pt");
 }
 
-TEST_CASE("convert to f16 and bf16 rounds to nearest even; integers stay as stored", "[convert]") {
+TEST_CASE("convert to f16 and bf16 rounds to nearest even, integers stay as stored", "[convert]") {
   Source src;
   TempDir out_root("convert-out16");
   ConvertOptions f16;
