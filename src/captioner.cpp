@@ -12,6 +12,7 @@
 #include "encoders/image_processor.hpp"
 #include "models/family.hpp"
 #include "src/generate/settings.hpp"
+#include "src/io/hf_cache.hpp"
 #include "src/io/weights.hpp"
 #include "src/tokenizer/cleanup.hpp"
 #include "src/tokenizer/tokenizer.hpp"
@@ -72,10 +73,9 @@ Captioner::Captioner(Captioner&&) noexcept = default;
 Captioner& Captioner::operator=(Captioner&&) noexcept = default;
 Captioner::~Captioner() = default;
 
-Captioner Captioner::load(const std::filesystem::path& dir, const LoadOptions& options) {
+Captioner Captioner::load(const std::filesystem::path& model, const LoadOptions& options) {
   const auto t0 = Clock::now();
-  if (!std::filesystem::is_directory(dir))
-    throw FormatError(fmt::format("{}: model folder not found", dir.string()));
+  const std::filesystem::path dir = resolve_model(model.string());
   read_model_config(dir);  // config errors come before tokenizer or weight errors
   auto impl = std::make_unique<Impl>(Tokenizer::load(dir));
   Impl& m = *impl;
@@ -91,6 +91,7 @@ Captioner Captioner::load(const std::filesystem::path& dir, const LoadOptions& o
 
   ModelInfo& i = m.info;
   i.dir = dir;
+  i.weights_format = weights.format();
   i.weights_file = weights.description();
   i.weights_dtype = dtype_name(weights.main_dtype());
   i.parameters = weights.total_parameters(m.model->tensors());
@@ -246,8 +247,10 @@ std::string Captioner::decode_tokens(std::span<const std::int64_t> ids, bool ski
 std::string Captioner::token_string(std::int64_t id) const { return impl_->tokenizer.token_string(id); }
 
 std::filesystem::path default_model_dir() {
-  if (const char* env = std::getenv("XCAPTION_MODEL"); env && *env) return env;
+  if (const char* env = std::getenv("XCAPTION_MODEL"); env && *env) return resolve_model(env);
   return XCAPTION_DEFAULT_MODEL_DIR;
 }
+
+std::filesystem::path resolve_model(const std::string& model) { return resolve_model_spec(model).dir; }
 
 }  // namespace xcaption

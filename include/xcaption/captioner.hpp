@@ -88,7 +88,8 @@ struct ModelInfo {
   std::string architecture;  // transformers' class, e.g. "VisionEncoderDecoderModel"
   std::string encoder_description, decoder_description;  // one line each, for `info`
   std::string prompt_rule;   // how --prompt becomes the decoder input
-  std::string weights_file, weights_dtype;
+  std::string weights_format;  // "safetensors", ...
+  std::string weights_file, weights_dtype;  // the file(s) read; the dtype most bytes are stored in
   std::int64_t parameters = 0;
   std::int64_t image_height = 0, image_width = 0, patch_size = 0;
   std::int64_t grid_rows = 0, grid_cols = 0;
@@ -109,7 +110,7 @@ struct ModelInfo {
   std::vector<std::int64_t> eos_token_ids;
   std::string backend;
   std::string compute_dtype;  // "f32" or "bf16" (LoadOptions::dtype)
-  double load_ms = 0;
+  double load_ms = 0;  // Captioner::load from start to end (config, tokenizer, weights, backend layouts)
   /// Work of one image, for roofline estimates (a multiply-add counts as 2 FLOPs).
   double encoder_flops = 0;         // ViT forward (+ enc_to_dec_proj)
   double cross_kv_flops = 0;        // cross-attention keys/values of all decoder layers
@@ -139,8 +140,9 @@ struct LoadOptions {
 /// takes the same requests.
 class Captioner {
  public:
-  /// Loads and validates the folder. Throws FormatError / ShapeError / InputError naming the file,
-  /// key or tensor at fault.
+  /// Loads and validates the model `model_dir` names (a folder, or ORG/NAME[@REVISION] of the
+  /// Hugging Face cache: see resolve_model). Throws FormatError / ShapeError / InputError naming
+  /// the file, key or tensor at fault.
   static Captioner load(const std::filesystem::path& model_dir, const LoadOptions& options = {});
   Captioner(Captioner&&) noexcept;
   Captioner& operator=(Captioner&&) noexcept;
@@ -179,7 +181,18 @@ class Captioner {
   std::unique_ptr<Impl> impl_;
 };
 
-/// The model folder used when none is given: $XCAPTION_MODEL if set, else the bundled default.
+/// The model folder used when none is given: $XCAPTION_MODEL if set (resolved by resolve_model),
+/// else the bundled default. Throws FormatError when $XCAPTION_MODEL names nothing found.
 std::filesystem::path default_model_dir();
+
+/// The folder a model argument names, without any network access:
+/// - `model` itself when it is an existing folder (a plain path always wins);
+/// - else, for "ORG/NAME" or "ORG/NAME@REVISION", that model's snapshot in the local Hugging Face
+///   cache, as transformers / huggingface_hub downloaded it: the cache is $HF_HUB_CACHE, else
+///   $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub; REVISION
+///   (default "main") is a branch or tag recorded under refs/, or a commit hash with a snapshot.
+/// Throws FormatError, one message listing every place searched and how to get the model
+/// (`huggingface-cli download ORG/NAME` or `git clone https://huggingface.co/ORG/NAME`).
+std::filesystem::path resolve_model(const std::string& model);
 
 }  // namespace xcaption

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <xcaption/captioner.hpp>
+#include <xcaption/convert.hpp>
 #include <xcaption/errors.hpp>
 #include <xcaption/image.hpp>
 #include <xcaption/scenes.hpp>

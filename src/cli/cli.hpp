@@ -45,6 +45,8 @@ void print_help(const std::string& usage, const std::string& summary,
 
 /// --model, --threads and --dtype, shared by every command that loads a model.
 void add_model_options(po::options_description& options);
+/// The folder --model (else $XCAPTION_MODEL, else the bundled model) names, a Hugging Face cache
+/// name resolved (resolve_model); FormatError when it is found nowhere.
 std::filesystem::path model_dir(const po::variables_map& vm);
 /// --dtype f32|bf16 (UsageError otherwise).
 ComputeType compute_type(const po::variables_map& vm);
@@ -78,5 +80,6 @@ int cmd_eval(int argc, char** argv);
 int cmd_attend(int argc, char** argv);
 int cmd_video(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_convert(int argc, char** argv);
 
 }  // namespace xcaption::cli

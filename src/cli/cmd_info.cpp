@@ -15,9 +15,10 @@ int cmd_info(int argc, char** argv) {
   try {
     const auto vm = parse("info", argc, argv, options, {});
     if (vm.count("help")) {
-      print_help("xcaption info [--model DIR] [--json]",
-                 "Loads the model folder (validating every tensor) and prints its family, sizes,\n"
-                 "weight dtype, tokenizer and effective generation defaults.",
+      print_help("xcaption info [--model DIR|ORG/NAME[@REV]] [--json]",
+                 "Loads the model (validating every tensor) and prints the folder it was read from, its\n"
+                 "family, sizes, the weight format, file(s) and stored dtype, the tokenizer, the effective\n"
+                 "generation defaults and how long loading took.",
                  options);
       return kOk;
     }
@@ -27,7 +28,7 @@ int cmd_info(int argc, char** argv) {
     if (vm.count("json")) {
       nlohmann::json j = {
           {"dir", i.dir.string()}, {"family", i.family}, {"architecture", i.architecture},
-          {"weights", i.weights_file},
+          {"weights", i.weights_file}, {"weights_format", i.weights_format},
           {"dtype", i.weights_dtype}, {"parameters", i.parameters},
           {"image_size", {i.image_height, i.image_width}}, {"patch_size", i.patch_size},
           {"grid", {i.grid_rows, i.grid_cols}},
@@ -54,7 +55,7 @@ int cmd_info(int argc, char** argv) {
     std::cout << fmt::format(
         "model        {}\n"
         "family       {} ({})\n"
-        "weights      {} ({}, {:.2f} M parameters)\n"
+        "weights      {}: {}, stored as {}, {:.2f} M parameters\n"
         "image        {}x{} pixels, {} resampling, patch {} -> {}x{} grid\n"
         "encoder      {}\n"
         "{}"
@@ -65,7 +66,7 @@ int cmd_info(int argc, char** argv) {
         "             early_stopping {}, no_repeat_ngram_size {}, repetition_penalty {},\n"
         "             decoder_start {}, eos [{}]\n"
         "backend      {} ({} linear layers), loaded in {:.0f} ms\n",
-        i.dir.string(), i.family, i.architecture, i.weights_file, i.weights_dtype, i.parameters / 1e6, i.image_width,
+        i.dir.string(), i.family, i.architecture, i.weights_format, i.weights_file, i.weights_dtype, i.parameters / 1e6, i.image_width,
         i.image_height, i.resample, i.patch_size, i.grid_rows, i.grid_cols, i.encoder_description,
         i.enc_to_dec_proj ? fmt::format("projection   enc_to_dec_proj {} -> {}\n", i.encoder_hidden, i.decoder_hidden) : "",
         i.decoder_description, i.prompt_rule, i.tokenizer_kind, i.tokenizer_file, i.num_beams, i.max_length,

@@ -14,8 +14,9 @@ namespace xcaption::cli {
 int cmd_tokenize(int argc, char** argv) {
   po::options_description options("options");
   options.add_options()("help,h", "show this help")
-      ("model,m", po::value<std::string>()->value_name("DIR"),
-       "model folder whose tokenizer to use. Default: $XCAPTION_MODEL, else the bundled model")
+      ("model,m", po::value<std::string>()->value_name("DIR|ORG/NAME[@REV]"),
+       "model folder, or name of a model in the Hugging Face cache, whose tokenizer to use. "
+       "Default: $XCAPTION_MODEL, else the bundled model")
       ("decode,d", "arguments are token ids: print the text they decode to")
       ("skip-special", "with --decode: drop special tokens (as captions do)")
       ("tokens", "print the token strings next to the ids")

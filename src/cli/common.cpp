@@ -31,9 +31,12 @@ void print_help(const std::string& usage, const std::string& summary,
 
 void add_model_options(po::options_description& options) {
   options.add_options()
-      ("model,m", po::value<std::string>()->value_name("DIR"),
-       "Hugging Face model folder (config.json, model.safetensors, tokenizer, ...). "
-       "Default: $XCAPTION_MODEL, else the bundled model")
+      ("model,m", po::value<std::string>()->value_name("DIR|ORG/NAME[@REV]"),
+       "Hugging Face model folder (config.json, model.safetensors, tokenizer, ...), or the name of "
+       "a model already in the Hugging Face cache (e.g. nlpconnect/vit-gpt2-image-captioning, "
+       "found under $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub; @REV picks a "
+       "branch, tag or commit; nothing is downloaded). An existing folder wins. "
+       "Default: $XCAPTION_MODEL (either form), else the bundled model")
       ("threads,t", po::value<int>()->default_value(0)->value_name("N"),
        "compute threads (0 = all cores)")
       ("dtype", po::value<std::string>()->default_value("f32")->value_name("f32|bf16"),
@@ -42,7 +45,7 @@ void add_model_options(po::options_description& options) {
 }
 
 std::filesystem::path model_dir(const po::variables_map& vm) {
-  if (vm.count("model")) return vm["model"].as<std::string>();
+  if (vm.count("model")) return resolve_model(vm["model"].as<std::string>());
   return default_model_dir();
 }
 

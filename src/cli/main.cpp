@@ -20,6 +20,7 @@ const Command kCommands[] = {
     {"attend", xcaption::cli::cmd_attend, "show where each word of the caption looked (PNG overlays, JSON maps)"},
     {"video", xcaption::cli::cmd_video, "caption a video: subtitles (SRT, WebVTT), JSON lines, annotated copy"},
     {"info", xcaption::cli::cmd_info, "show what a model folder contains"},
+    {"convert", xcaption::cli::cmd_convert, "write a model once as one model.safetensors (+ config, tokenizer), in f32, f16 or bf16"},
     {"tokenize", xcaption::cli::cmd_tokenize, "text -> token ids, or ids -> text with --decode"},
     {"scenes", xcaption::cli::cmd_scenes, "render a shapes-world dataset (PNGs + scenes.jsonl)"},
     {"eval", xcaption::cli::cmd_eval, "caption a shapes-world dataset and score it"},
@@ -33,8 +34,8 @@ void print_usage(std::FILE* out) {
                XCAPTION_VERSION);
   for (const auto& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
   std::fprintf(out,
-               "\n`xcaption COMMAND --help` explains each command. The model is --model DIR, else\n"
-               "$XCAPTION_MODEL, else the bundled default model.\n");
+               "\n`xcaption COMMAND --help` explains each command. The model is --model DIR (or ORG/NAME\n"
+               "of a model in the Hugging Face cache), else $XCAPTION_MODEL, else the bundled default model.\n");
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ namespace {
 
 // ref: torch/storage.py (_LegacyStorage subclasses) and torch/__init__.py (the typed storage
 // classes exported as torch.<Name>Storage). Quantized storages are left out on purpose.
-constexpr StorageType kStorageTypes[] = {
+constexpr TorchStorageType kStorageTypes[] = {
     {"FloatStorage", 4, "F32", true, DType::F32},
     {"HalfStorage", 2, "F16", true, DType::F16},
     {"BFloat16Storage", 2, "BF16", true, DType::BF16},
@@ -369,7 +369,7 @@ void Unpickler::push_global(const std::string& module, const std::string& name) 
     g.i = static_cast<std::int64_t>(Global::RebuildParameter);
   } else if (module == "torch._utils" && name == "_rebuild_parameter_with_state") {
     g.i = static_cast<std::int64_t>(Global::RebuildParameterWithState);
-  } else if (const StorageType* st = module == "torch" ? find_storage_type(name) : nullptr) {
+  } else if (const TorchStorageType* st = module == "torch" ? find_storage_type(name) : nullptr) {
     g.i = static_cast<std::int64_t>(Global::Storage);
     g.f = static_cast<double>(st - kStorageTypes);
   } else {
@@ -400,7 +400,7 @@ void Unpickler::persistent_load() {
   for (unsigned char c : k) bad_key = bad_key || c < 0x20 || c == '/' || c == '\\' || c == 0x7f;
   if (bad_key) fail(fmt::format("persistent id at {}: storage key '{}' is not a record name", op_here(), printable(k)));
   const std::int64_t count = int_arg(numel, "the element count", "persistent id");
-  const StorageType* st = &kStorageTypes[static_cast<std::size_t>(nodes_[type].f)];
+  const TorchStorageType* st = &kStorageTypes[static_cast<std::size_t>(nodes_[type].f)];
   std::size_t index;
   auto found = storage_by_key_.find(k);
   if (found != storage_by_key_.end()) {
@@ -690,7 +690,7 @@ PickledStateDict Unpickler::run() {
 
 }  // namespace
 
-const StorageType* find_storage_type(std::string_view name) {
+const TorchStorageType* find_storage_type(std::string_view name) {
   for (const auto& t : kStorageTypes)
     if (name == t.name) return &t;
   return nullptr;

@@ -23,7 +23,7 @@
 namespace xcaption {
 
 /// A torch typed-storage class (torch.FloatStorage, ...): what one element is.
-struct StorageType {
+struct TorchStorageType {
   const char* name;        // "FloatStorage"
   unsigned element_size;   // bytes
   const char* dtype_name;  // safetensors-style name: "F32", "I64", ...
@@ -32,11 +32,11 @@ struct StorageType {
 };
 
 /// The storage class named `name` (without the "torch." module), or nullptr.
-const StorageType* find_storage_type(std::string_view name);
+const TorchStorageType* find_storage_type(std::string_view name);
 
 struct PickledStorage {
   std::string key;       // the record holding the bytes is <archive>/data/<key>
-  const StorageType* type = nullptr;
+  const TorchStorageType* type = nullptr;
   std::string location;  // "cpu", "cuda:0", ...: where it was saved from (not used to load)
   std::uint64_t numel = 0;  // elements of `type`
 };

@@ -133,6 +133,31 @@ std::string WeightStore::format() const {
   return "safetensors";
 }
 
+std::vector<std::string> WeightStore::names() const {
+  std::vector<std::string> out;
+  for (const auto& f : files_)
+    for (const auto& t : std::visit([](const auto& x) -> const std::vector<TensorInfo>& { return x.tensors(); }, f))
+      out.push_back(t.name);
+  return out;
+}
+
+std::string WeightStore::stored_dtype(const std::string& name) const {
+  const TensorInfo* t = find(name, nullptr);
+  if (!t) throw FormatError(fmt::format("checkpoint: tensor '{}' is missing", name));
+  return t->dtype_name;
+}
+
+std::span<const std::byte> WeightStore::stored_bytes(const std::string& name) const {
+  const File* file = nullptr;
+  const TensorInfo* t = find(name, &file);
+  if (!t) throw FormatError(fmt::format("checkpoint: tensor '{}' is missing", name));
+  if (t->nbytes > 0 && !t->data)
+    throw FormatError(fmt::format("{}: tensor '{}' read after the file was released", path_of(*file).string(), name));
+  // A strided view of a torch storage has no contiguous bytes of its own.
+  if (const auto* torch = std::get_if<TorchCheckpointFile>(file); torch && !torch->contiguous(*t)) return {};
+  return {static_cast<const std::byte*>(t->data), t->nbytes};
+}
+
 std::int64_t WeightStore::total_bytes() const {
   std::int64_t n = 0;
   for (const auto& f : files_) n += static_cast<std::int64_t>(std::visit([](const auto& x) { return x.file_size(); }, f));

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -55,6 +56,17 @@ class WeightStore {
   std::int64_t total_bytes() const;
   /// Number of values in the tensors of `table` that are present.
   std::int64_t total_parameters(const std::vector<ExpectedTensor>& table) const;
+
+  /// Every tensor of the checkpoint, unsupported dtypes included, in storage order (shards in
+  /// index order).
+  std::vector<std::string> names() const;
+  /// The dtype as stored, spelled as safetensors does ("F32", "BF16", "I64", "BOOL", ...).
+  /// Throws FormatError when `name` is missing.
+  std::string stored_dtype(const std::string& name) const;
+  /// The stored bytes of `name`, of any dtype (little-endian, row-major, contiguous), or an empty
+  /// span when the source cannot give them in that form. Valid until release(). Throws
+  /// FormatError when `name` is missing or the files were released.
+  std::span<const std::byte> stored_bytes(const std::string& name) const;
 
   /// Unmaps the files once every weight was copied into the backend's layout.
   void release();
