@@ -88,7 +88,7 @@ std::vector<std::string> entries(const fs::path& dir) {
 }
 }  // namespace
 
-TEST_CASE("--model ORG/NAME captions from the Hugging Face cache like the plain folder", "[cli][hf_cache]") {
+TEST_CASE("captioning with --model ORG/NAME from the Hugging Face cache matches the plain folder", "[cli][hf_cache]") {
   TempDir root("cli-cache");
   const fs::path hub = make_cache(root.path);
   const std::string env = "HF_HUB_CACHE='" + hub.string() + "'";
