@@ -221,10 +221,11 @@ ResolvedModel resolve_model_spec(std::string_view spec_view, const EnvLookup& en
   }
   const std::string rev_flag = id->revision_given ? " --revision " + id->revision : "";
   throw FormatError(fmt::format(
-      "{}: model not found. Searched: the folder {} (no such folder); the Hugging Face cache {} ({}): {}. "
+      "{}: model not found. Searched: the folder {} ({}); the Hugging Face cache {} ({}): {}. "
       "xcaption never downloads: get the model with `huggingface-cli download {}{}` (into that cache), "
       "or `git clone https://huggingface.co/{}` and pass the clone's folder to --model",
-      spec, fs::absolute(spec, ec).string(), cache.dir.string(), describe_source(cache), problem, id->repo_id,
+      spec, fs::absolute(spec, ec).string(), fs::exists(spec, ec) ? "a file, not a folder" : "no such folder",
+      cache.dir.string(), describe_source(cache), problem, id->repo_id,
       rev_flag, id->repo_id));
 }
 
