@@ -108,7 +108,9 @@ TorchArchive read_torch_archive(const unsigned char* b, std::size_t size, const 
   }
 
   const auto pickle = zip.data(*pkl);
-  zip.check_crc(*pkl);
+  // A recorded CRC of 0 means none was computed (torch.serialization.set_crc32_options(False)
+  // writes 0; torch.load does not check): only a recorded one is verified.
+  if (pkl->crc32 != 0) zip.check_crc(*pkl);
   PickledStateDict sd = unpickle_state_dict(pickle, file);
 
   // Storages: each record present, stored, and exactly numel x element size bytes.
