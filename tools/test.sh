@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # README Quick start, command 2: install what the tests need (the Python stack too: the training
-# smoke test runs the real training script), build, and run the whole test suite with CTest.
+# smoke test runs the real training script; Slurm for the job-array test), build, and run the
+# whole test suite with CTest.
 # Usage: tools/test.sh [--quick]   (--quick skips the tests labelled "slow")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/install-deps.sh --with-python
+bash tools/install-deps.sh --with-tests
 bash tools/build.sh
 cd build
 if [[ "${1:-}" == "--quick" ]]; then

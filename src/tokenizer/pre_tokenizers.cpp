@@ -129,6 +129,31 @@ std::vector<std::string> split_on_whitespace(std::string_view text) {
   return out;
 }
 
+std::vector<std::string> split_bert(std::string_view text) {
+  const Decoded d = decode(text);
+  std::vector<std::string> out;
+  std::size_t word_start = 0;  // code point index where the current word began
+  auto flush = [&](std::size_t end) {
+    if (end > word_start) {
+      out.emplace_back(
+          text.substr(d.offsets[word_start], d.offsets[end] - d.offsets[word_start]));
+    }
+  };
+  for (std::size_t i = 0; i < d.cps.size(); ++i) {
+    const char32_t c = d.cps[i];
+    if (unicode::is_space(c)) {
+      flush(i);
+      word_start = i + 1;
+    } else if (unicode::is_bert_punctuation(c)) {
+      flush(i);
+      out.emplace_back(text.substr(d.offsets[i], d.offsets[i + 1] - d.offsets[i]));
+      word_start = i + 1;
+    }
+  }
+  flush(d.cps.size());
+  return out;
+}
+
 const std::array<char32_t, 256>& byte_to_char() {
   static const std::array<char32_t, 256> map = make_byte_map();
   return map;

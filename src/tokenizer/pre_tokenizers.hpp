@@ -22,6 +22,10 @@ std::vector<std::string> split_whitespace(std::string_view text);
 /// HF `WhitespaceSplit`: runs of non-White_Space characters.
 std::vector<std::string> split_on_whitespace(std::string_view text);
 
+/// HF `BertPreTokenizer`: split on White_Space (removed), then every BERT punctuation character
+/// (unicode::is_bert_punctuation) becomes a piece of its own.
+std::vector<std::string> split_bert(std::string_view text);
+
 /// GPT-2's reversible byte -> printable character map ("bytes_to_unicode"): bytes 0x21..0x7E,
 /// 0xA1..0xAC and 0xAE..0xFF map to themselves, the other 68 bytes to U+0100 onwards in order.
 const std::array<char32_t, 256>& byte_to_char();

@@ -1,5 +1,6 @@
 // Text <-> token ids, reproducing Hugging Face `tokenizers` for the layouts xcaption's models use:
-// byte-level BPE (GPT-2) and WordLevel, from tokenizer.json or from vocab.json + merges.txt.
+// byte-level BPE (GPT-2), WordLevel and BERT WordPiece, from tokenizer.json, vocab.json +
+// merges.txt or vocab.txt.
 #pragma once
 
 #include <cstdint>
@@ -17,16 +18,23 @@ namespace xcaption {
 /// concurrently from several threads.
 ///
 /// Supported tokenizer.json components (anything else is a FormatError at load):
-///   model          BPE (no dropout), WordLevel
-///   normalizer     null, Lowercase, Sequence of those
-///   pre_tokenizer  null, ByteLevel, Whitespace, WhitespaceSplit, Sequence of those
+///   model          BPE (no dropout), WordLevel, WordPiece
+///   normalizer     null, Lowercase, BertNormalizer, Sequence of those
+///   pre_tokenizer  null, ByteLevel, Whitespace, WhitespaceSplit, BertPreTokenizer, Sequence of
+///                  those
 ///   post_processor null, ByteLevel, TemplateProcessing, BertProcessing, RobertaProcessing,
-///   Sequence decoder        null (tokens joined by " "), ByteLevel, Sequence of ByteLevel
+///                  Sequence
+///   decoder        null (tokens joined by " "), ByteLevel, WordPiece, Sequence of one kind
 ///   added_tokens   with their special / single_word / lstrip / rstrip / normalized flags
+/// A BertNormalizer at the top level of a WordPiece tokenizer takes do_lower_case /
+/// strip_accents / tokenize_chinese_chars from a tokenizer_config.json beside it (class
+/// BertTokenizer or unnamed), as transformers' BertTokenizerFast does.
 class Tokenizer {
  public:
   /// Loads tokenizer.json from `model_dir` when present, else vocab.json + merges.txt (GPT-2
-  /// style byte-level BPE) plus special_tokens_map.json / tokenizer_config.json /
+  /// style byte-level BPE), else vocab.txt (BERT WordPiece, built like BertTokenizerFast:
+  /// do_lower_case, strip_accents, tokenize_chinese_chars and the special tokens from the side
+  /// files, [CLS] $A [SEP]), each with special_tokens_map.json / tokenizer_config.json /
   /// added_tokens.json when present. Throws FormatError naming the file and the problem (missing,
   /// bad JSON, wrong field type, unsupported component, merge referring to an unknown token).
   static Tokenizer load(const std::filesystem::path& model_dir);
@@ -53,7 +61,7 @@ class Tokenizer {
   /// True for added tokens marked special (what decode(..., true) drops).
   bool is_special(std::int64_t id) const;
 
-  /// "bpe" or "wordlevel".
+  /// "bpe", "wordlevel" or "wordpiece".
   std::string kind() const;
 
   /// The file(s) it was loaded from, comma separated.

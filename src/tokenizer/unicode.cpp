@@ -101,6 +101,94 @@ bool is_word(char32_t c) {
   return in_table(unicode_tables::kWord, c);
 }
 
+bool is_bert_punctuation(char32_t c) {
+  if (c < 0x80) {
+    return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
+           (c >= 123 && c <= 126);
+  }
+  return in_table(unicode_tables::kBertPunctuation, c);
+}
+
+bool is_bert_control(char32_t c) {
+  if (c == U'\t' || c == U'\n' || c == U'\r') return false;
+  return in_table(unicode_tables::kBertControl, c);
+}
+
+bool is_nonspacing_mark(char32_t c) {
+  return c >= 0x300 && in_table(unicode_tables::kNonspacingMark, c);
+}
+
+bool is_cjk_ideograph(char32_t c) {
+  // ref: tokenizers normalizers/bert.rs is_chinese_char (0x2B920, where transformers' Python
+  // BasicTokenizer has 0x2B820).
+  return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+         (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
+         (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
+         (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+unsigned combining_class(char32_t c) {
+  if (c < 0x300) return 0;
+  const auto cp = static_cast<std::uint32_t>(c);
+  const auto& table = unicode_tables::kCombiningClass;
+  const auto* it = std::lower_bound(
+      std::begin(table), std::end(table), cp,
+      [](const unicode_tables::CombiningClassRun& r, std::uint32_t v) { return r.last < v; });
+  return it != std::end(table) && it->first <= cp ? it->ccc : 0;
+}
+
+namespace {
+
+// Hangul syllable arithmetic (The Unicode Standard, section 3.12).
+constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
+constexpr char32_t kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount;
+constexpr char32_t kSCount = 19 * kNCount;
+
+void decompose(char32_t c, std::vector<char32_t>& out) {
+  if (c >= kSBase && c < kSBase + kSCount) {
+    const char32_t s = c - kSBase;
+    out.push_back(kLBase + s / kNCount);
+    out.push_back(kVBase + (s % kNCount) / kTCount);
+    if (s % kTCount != 0) out.push_back(kTBase + s % kTCount);
+    return;
+  }
+  if (c >= 0xC0) {
+    const auto cp = static_cast<std::uint32_t>(c);
+    const auto& table = unicode_tables::kDecomposition;
+    const auto* it = std::lower_bound(
+        std::begin(table), std::end(table), cp,
+        [](const unicode_tables::Decomposition& d, std::uint32_t v) { return d.cp < v; });
+    if (it != std::end(table) && it->cp == cp) {
+      decompose(static_cast<char32_t>(it->first), out);
+      if (it->second != 0) decompose(static_cast<char32_t>(it->second), out);
+      return;
+    }
+  }
+  out.push_back(c);
+}
+
+}  // namespace
+
+void nfd(const std::vector<char32_t>& src, std::vector<char32_t>& dst) {
+  dst.clear();
+  dst.reserve(src.size());
+  for (char32_t c : src) decompose(c, dst);
+  // Canonical ordering: each run of non-starters sorted by combining class, stably.
+  std::size_t i = 0;
+  while (i < dst.size()) {
+    if (combining_class(dst[i]) == 0) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < dst.size() && combining_class(dst[j]) != 0) ++j;
+    std::stable_sort(dst.begin() + static_cast<std::ptrdiff_t>(i),
+                     dst.begin() + static_cast<std::ptrdiff_t>(j),
+                     [](char32_t a, char32_t b) { return combining_class(a) < combining_class(b); });
+    i = j;
+  }
+}
+
 void append_utf8(std::string& out, char32_t c) {
   if (c < 0x80) {
     out.push_back(static_cast<char>(c));

@@ -16,6 +16,20 @@ bool is_number(char32_t c);  // \p{N}
 bool is_space(char32_t c);   // \s = White_Space
 bool is_word(char32_t c);    // Unicode \w: Alphabetic | Mark | Nd | Pc | Join_Control
 
+// BERT classes as Hugging Face `tokenizers` sees them (its crates carry Unicode 8.0 category
+// tables and Unicode 9.0 normalization tables; see tools/xcaption_ref/hf_unicode.py).
+bool is_bert_punctuation(char32_t c);  // ASCII punctuation (33-47, 58-64, 91-96, 123-126) | P*
+bool is_bert_control(char32_t c);      // Cc | Cf | Co, except tab, newline, carriage return
+bool is_nonspacing_mark(char32_t c);   // Mn
+bool is_cjk_ideograph(char32_t c);     // BertNormalizer's "chinese character" ranges
+
+/// Canonical combining class (0 for starters and for characters newer than Unicode 9.0).
+unsigned combining_class(char32_t c);
+
+/// Canonical decomposition (NFD) of `src` into `dst`: full decomposition, Hangul syllables
+/// included, then canonical ordering of each run of non-starters.
+void nfd(const std::vector<char32_t>& src, std::vector<char32_t>& dst);
+
 /// Appends the UTF-8 encoding of `c` (a Unicode scalar value) to `out`.
 void append_utf8(std::string& out, char32_t c);
 
