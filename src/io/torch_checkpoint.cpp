@@ -108,7 +108,9 @@ TorchArchive read_torch_archive(const unsigned char* b, std::size_t size, const 
   }
 
   const auto pickle = zip.data(*pkl);
-  zip.check_crc(*pkl);
+  // A recorded CRC of 0 means none was computed (torch.serialization.set_crc32_options(False)
+  // writes 0; torch.load does not check): only a recorded one is verified.
+  if (pkl->crc32 != 0) zip.check_crc(*pkl);
   PickledStateDict sd = unpickle_state_dict(pickle, file);
 
   // Storages: each record present, stored, and exactly numel x element size bytes.
@@ -249,11 +251,14 @@ void read_f32(const TensorInfo& tensor, const TorchArchive::Layout& layout, floa
   const std::int64_t inner = tensor.shape[rank - 1];
   const std::size_t inner_step = static_cast<std::size_t>(layout.stride[rank - 1]) * es;
   std::vector<std::int64_t> idx(rank, 0);
-  std::size_t at = 0;  // byte offset of the current row's first element
+  // Byte offset of the current row's first element. Moving along a size-1 dimension may wrap
+  // it (unsigned) for one step; it is restored before any element is read.
+  std::size_t at = 0;
   float* out = dst;
   for (;;) {
-    const unsigned char* p = src + at;
-    for (std::int64_t j = 0; j < inner; ++j, p += inner_step) *out++ = element_to_f32(tensor.dtype, p);
+    // Offsets are formed only for elements that exist (all inside the checked span).
+    for (std::int64_t j = 0; j < inner; ++j)
+      *out++ = element_to_f32(tensor.dtype, src + at + static_cast<std::size_t>(j) * inner_step);
     std::size_t k = rank - 1;
     for (;;) {
       if (k == 0) return;

@@ -9,6 +9,8 @@
 #include <set>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/e2e/cli_runner.hpp"
 
 using namespace xcaption::test;
@@ -108,5 +110,27 @@ TEST_CASE("hostile pytorch_model.bin files are refused cleanly by caption", "[cl
       CHECK(listing(dir.path) == before);
       CHECK(fs::exists(pwned) == pwned_before);
     }
+  }
+}
+
+TEST_CASE("caption reads a pytorch_model.bin folder like its safetensors original", "[cli][torch]") {
+  const std::string image = (kData / "golden_images" / "img_23x37_rgba.png").string();
+  for (const auto& [twin, original] : std::vector<std::pair<std::string, std::string>>{
+           {"tiny-plain", "tiny-vit-gpt2"}, {"tiny-sharded", "tiny-vit-gpt2"}, {"b-views", "tiny-vit-gpt2-b"}}) {
+    INFO(twin);
+    const CliResult want = run_cli("caption --json --beams 2 --model '" + (kData / original).string() + "' '" + image + "'");
+    const CliResult got =
+        run_cli("caption --json --beams 2 --model '" + (kData / "bin-twins" / twin).string() + "' '" + image + "'");
+    INFO(got.err);
+    REQUIRE(want.exit_code == 0);
+    REQUIRE(got.exit_code == 0);
+    const auto a = nlohmann::json::parse(want.out), b = nlohmann::json::parse(got.out);
+    CHECK(b["caption"] == a["caption"]);
+    CHECK(b["token_ids"] == a["token_ids"]);
+    CHECK(b["logprobs"] == a["logprobs"]);
+    const CliResult info = run_cli("info --json --model '" + (kData / "bin-twins" / twin).string() + "'");
+    REQUIRE(info.exit_code == 0);
+    CHECK(info.out.find(twin == "tiny-sharded" ? "pytorch_model-00001-of-00002.bin" : "pytorch_model.bin") !=
+          std::string::npos);
   }
 }

@@ -691,6 +691,10 @@ TEST_CASE("torch archive: what the file is when it is not a torch.save zip", "[t
   Member bad{"archive/data.pkl", pkl};
   bad.crc_delta = 1;
   CHECK_THAT(archive_error(make_zip({bad, {"archive/data/0", f1}})), Contains("'archive/data.pkl' fails its CRC-32 check"));
+  // no CRC recorded (0): not checked, as torch.load does not
+  Member unrecorded{"archive/data.pkl", pkl};
+  unrecorded.crc_delta = -static_cast<std::int64_t>(crc32(reinterpret_cast<const unsigned char*>(pkl.data()), pkl.size()));
+  CHECK(read_archive(make_zip({unrecorded, {"archive/data/0", f1}})).tensors.size() == 1);
   Member deflated{"archive/data/0", f1, 8};
   CHECK_THAT(archive_error(make_zip({{"archive/data.pkl", pkl}, deflated})),
              Contains("entry 'archive/data/0' is compressed (deflate)"));
