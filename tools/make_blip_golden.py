@@ -12,8 +12,8 @@ Writes under tests/data/:
                  to the word embeddings (as the Salesforce checkpoints store it), bias as
                  `cls.predictions.bias`; text_config eos_token_id points at the word "riding" (BLIP
                  stops at sep_token_id, never at eos_token_id); greedy by default.
-                 Preprocessor: size 32, otherwise BlipImageProcessor defaults (bicubic, CLIP
-                 mean/std).
+                 preprocessor_config.json holds only the size (32x32): the BlipImageProcessor
+                 defaults apply (bicubic, 1/255, OpenAI CLIP mean/std).
   tiny-blip-b/   vision 30x30 / patch 6 (26 tokens), width 48 (wider than the text, like -large),
                  2 layers, 3 heads, MLP 80, layer_norm_eps 1e-6; decoder width 32, 3 layers,
                  2 heads, FFN 64, max_position_embeddings 32; F16; untied LM head
@@ -101,7 +101,7 @@ MODEL_A = dict(
                              num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=23,
                              bos_token_id=DEC, eos_token_id=VOCAB.index("riding"), pad_token_id=PAD,
                              sep_token_id=SEP),
-    preprocessor={"size": {"height": 32, "width": 32}},
+    preprocessor={"size": {"height": 32, "width": 32}}, preprocessor_file="minimal",
     weights=dict(v_emb=3e-3, v_patch=3e-4, v_qkv=0.4, v_out=3e-3, v_ln_gain=0.3, v_post_gain=0.5,
                  t_emb=1e-3, t_pos=3e-3, t_emb_gain=1.0, t_qkv=0.35, t_cross_kv=0.35, t_out=0.3, t_cross_out=0.1,
                  t_ffn=0.3, t_ln_gain=0.3, t_head_dense=0.35, t_head_gain=300.0, t_head_w=None, bias=0.3,
@@ -119,7 +119,7 @@ MODEL_B = dict(
                              generation={"num_beams": 3, "length_penalty": 0.6, "no_repeat_ngram_size": 2,
                                          "max_length": 16}),
     preprocessor={"size": {"height": 30, "width": 30}, "resample": 2, "image_mean": [0.5, 0.5, 0.5],
-                  "image_std": [0.5, 0.5, 0.5]},
+                  "image_std": [0.5, 0.5, 0.5]}, preprocessor_file="full",
     weights=dict(v_emb=3e-3, v_patch=4e-4, v_qkv=0.35, v_out=3e-3, v_ln_gain=0.3, v_post_gain=0.5,
                  t_emb=1e-3, t_pos=3e-3, t_emb_gain=1.0, t_qkv=0.4, t_cross_kv=0.4, t_out=0.35, t_cross_out=0.1,
                  t_ffn=0.35, t_ln_gain=0.3, t_head_dense=0.4, t_head_gain=1.0, t_head_w=0.6, bias=0.3,
@@ -287,7 +287,12 @@ def write_folder(spec: dict, model, tensors: dict) -> Path:
     dtypes["text_decoder.bert.embeddings.position_ids"] = "I64"
     safetensors_io.save(folder / "model.safetensors", out, dtypes, metadata={"format": "pt"})
     pre = blip.blip_image_processor(spec["preprocessor"])
-    write_json(folder / "preprocessor_config.json", blip.blip_image_processor_dict(pre))
+    if spec["preprocessor_file"] == "minimal":  # the class defaults fill the rest
+        pre_dict = dict(spec["preprocessor"], image_processor_type="BlipImageProcessor",
+                        processor_class="BlipProcessor")
+    else:  # every key, as transformers saves it
+        pre_dict = blip.blip_image_processor_dict(pre)
+    write_json(folder / "preprocessor_config.json", pre_dict)
     write_tokenizer_files(folder, VOCAB, ADDED, bos="[DEC]", additional=["[ENC]"],
                           model_max_length=512)
     # round trip: the folder loads back to the same weights
