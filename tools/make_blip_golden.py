@@ -349,7 +349,7 @@ def noise_hook(seed: int):
 
 def record_case(model, pv, tok: WordPieceTokenizer, params: dict, prompt, with_step_logits: bool):
     processor_ids = tok.encode(prompt, add_special_tokens=True) if prompt is not None else None
-    res = blip.generate(model, pv, processor_ids=processor_ids, **params)
+    res = blip.generate(model, pv, processor_ids=processor_ids, output_attentions=with_step_logits, **params)
     rec = {"params": params}
     if prompt is not None:
         rec["prompt"] = prompt
@@ -370,6 +370,7 @@ def record_case(model, pv, tok: WordPieceTokenizer, params: dict, prompt, with_s
             rec["legacy_sequences_scores"] = fl(legacy.score)
     elif with_step_logits:
         rec["step_logits"] = tensor(res.step_logits, 7)
+        rec["cross_attentions"] = tensor(res.cross_attentions, 6)
     rec["noise_stable"] = all(
         blip.generate(model, pv, processor_ids=processor_ids, logits_hook=noise_hook(s), **params).sequence
         == res.sequence for s in (1, 2, 3))

@@ -217,7 +217,8 @@ TEST_CASE("golden blip: greedy and beam search reproduce the reference (prompts 
 
           model.encode(pixels.data(), 1);
           auto state = model.start(0, s.num_beams, s.max_length);
-          const DecodeResult d = decode(model, *state, s, false);
+          const bool attention = c.contains("cross_attentions");
+          const DecodeResult d = decode(model, *state, s, attention);
           auto want = c.at("sequence").get<std::vector<std::int64_t>>();
           REQUIRE(want.size() >= prompt.size());
           want.erase(want.begin(), want.begin() + static_cast<std::ptrdiff_t>(prompt.size()));
@@ -228,6 +229,15 @@ TEST_CASE("golden blip: greedy and beam search reproduce the reference (prompts 
                                                       : c.at("sum_logprobs").get<double>();
           CHECK(d.sequence_score == Approx(score).margin(1e-4));
 
+          if (attention) {
+            // (generated, layers, heads, N): the step that produced each token, prompt steps excluded
+            const auto shape = c.at("cross_attentions").at("shape").get<std::vector<std::int64_t>>();
+            REQUIRE(shape.size() == 4);
+            CHECK(shape[0] == static_cast<std::int64_t>(d.tokens.size()));
+            CHECK(shape[1] * shape[2] * shape[3] == model.attention_floats());
+            REQUIRE(d.attention.size() == static_cast<std::size_t>(shape[0] * model.attention_floats()));
+            check_close("cross_attentions", d.attention.data(), values(c.at("cross_attentions")), 1e-4);
+          }
           if (c.contains("step_logits")) {
             // Teacher-forced: feed prompt + generated tokens one at a time, compare the logits of
             // every step that produced a generated token.
