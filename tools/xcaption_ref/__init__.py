@@ -1,8 +1,12 @@
 """xcaption_ref: an independent PyTorch reference of Hugging Face's VisionEncoderDecoderModel
-(ViT encoder + GPT-2 decoder with cross-attention), its ViTImageProcessor slow path and
-generate() (greedy and beam search), used to make golden fixtures and to train bundled models.
+(ViT encoder + GPT-2 decoder with cross-attention) and BlipForConditionalGeneration, their
+slow (PIL) image processors and generate() (greedy and beam search), used to make golden
+fixtures and to train bundled models.
 
-Modules: safetensors_io (file format), config (HF config files), modeling (nn.Modules with HF
-checkpoint names, folder load/save), preprocess (image processor), generate (greedy, beam),
-tokenizer (word-level tokenizer.json helpers). Run with /usr/bin/python3 (torch 1.13).
+Modules: safetensors_io (file format), config (HF config files), modeling (ViT-GPT2 nn.Modules
+with HF checkpoint names, folder load/save), blip (BLIP vision tower + BERT decoder, its config,
+image processor settings and generate() prompt rule), preprocess (image processor), generate
+(greedy, beam, decoder prompts), tokenizer (word-level tokenizer.json helpers), wordpiece (BERT
+WordPiece tokenizer.json: encode, decode, writing the files). Run with /usr/bin/python3
+(torch 1.13).
 """

@@ -7,6 +7,11 @@ _get_running_beams_for_next_iteration, _update_finished_beams, _check_early_stop
 _beam_search_has_unfinished_sequences), generation/logits_process.py (RepetitionPenalty,
 NoRepeatNGram, MinLength, MinNewTokensLength), generation/stopping_criteria.py.
 
+Decoder prompts: `prompt_ids` (the decoder input before the first generated token, start token
+first; default [decoder_start_token_id]) make the input length P; HF's length rules, the
+processors' history and the beam-score normalisation then count P as the prompt, as they do for a
+decoder-only model given input_ids (BLIP's text decoder).
+
 Beam search follows the current vectorised implementation (transformers >= 4.50). The older
 BeamSearchScorer/BeamHypotheses implementation (4.36 - 4.49) is available with `legacy_beam=True`;
 the two differ only in when the `early_stopping=False/"never"` heuristic ends the search (the
@@ -53,22 +58,26 @@ class Resolved:
         return dataclasses.asdict(self)
 
 
-def resolve(gen: GenerationConfig, model_config=None, **overrides) -> Resolved:
-    """Explicit arguments win over the generation config. Length rules (input length is 1, the
-    decoder start token): max_new_tokens -> max_length = max_new_tokens + 1; else an untouched
-    max_length equal to the library default 20 becomes 21 (20 new tokens) even when it came from
-    a file, because HF tests the value, not its origin; min_new_tokens -> min_length =
-    min_new_tokens + 1."""
+def resolve(gen: GenerationConfig, model_config=None, *, input_len: int = 1,
+            max_positions: Optional[int] = None, **overrides) -> Resolved:
+    """Explicit arguments win over the generation config. Length rules (input length is
+    `input_len`, 1 for the decoder start token alone): max_new_tokens -> max_length =
+    max_new_tokens + input_len; else an untouched max_length equal to the library default 20
+    becomes 20 + input_len (20 new tokens) even when it came from a file, because HF tests the
+    value, not its origin, and is then capped at `max_positions` (the generating model's
+    max_position_embeddings, when its config has one); min_new_tokens -> min_length =
+    min_new_tokens + input_len."""
     bad = set(overrides) - _OVERRIDABLE
     if bad:
         raise ValueError(f"unknown generation options {sorted(bad)}")
     g = dataclasses.replace(gen, **overrides)
-    input_len = 1
     max_length = g.max_length
     if g.max_new_tokens is not None:
         max_length = g.max_new_tokens + input_len
     elif "max_length" not in overrides and max_length == GenerationConfig().max_length:
         max_length = max_length + input_len
+        if max_positions is not None:
+            max_length = min(max_length, max_positions)
     min_length = g.min_length
     if g.min_new_tokens is not None:
         min_length = g.min_new_tokens + input_len
@@ -91,8 +100,10 @@ def resolve(gen: GenerationConfig, model_config=None, **overrides) -> Resolved:
 # --------------------------------------------------------------------------------------------
 # logits processors: (input_ids (B, T) incl. the start token, scores (B, V)) -> scores
 
-def apply_processors(r: Resolved, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """HF's order: repetition penalty, no-repeat-ngram, min length, min new tokens."""
+def apply_processors(r: Resolved, input_ids: torch.Tensor, scores: torch.Tensor,
+                     prompt_len: int = 1) -> torch.Tensor:
+    """HF's order: repetition penalty, no-repeat-ngram, min length, min new tokens (which skips
+    the `prompt_len` input tokens)."""
     scores = scores.clone()
     if r.repetition_penalty != 1.0:
         s = torch.gather(scores, 1, input_ids)
@@ -111,7 +122,7 @@ def apply_processors(r: Resolved, input_ids: torch.Tensor, scores: torch.Tensor)
     if r.eos_token_ids:
         cur_len = input_ids.size(1)
         suppress = r.min_length > 0 and cur_len < r.min_length
-        if r.min_new_tokens is not None and r.min_new_tokens > 0 and cur_len - 1 < r.min_new_tokens:
+        if r.min_new_tokens is not None and r.min_new_tokens > 0 and cur_len - prompt_len < r.min_new_tokens:
             suppress = True
         if suppress:
             for e in r.eos_token_ids:
@@ -169,10 +180,11 @@ class Result:
     cross_attentions: Optional[np.ndarray] = None  # (generated, layers, heads, N)
     step_logits: Optional[np.ndarray] = None       # greedy: raw logits (generated, V)
     resolved: Optional[Resolved] = None
+    prompt_len: int = 1                            # tokens of `sequence` before the generated ones
 
     @property
     def generated(self) -> List[int]:
-        return self.sequence[1:]
+        return self.sequence[self.prompt_len:]
 
 
 def encode_image(model: VisionEncoderDecoder, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -187,18 +199,24 @@ LogitsHook = Optional[Callable[[torch.Tensor], torch.Tensor]]
 def generate(model: VisionEncoderDecoder, pixel_values: torch.Tensor, gen: GenerationConfig, *,
              output_attentions: bool = False, recompute_cross_kv: bool = False,
              use_cache: bool = True, legacy_beam: bool = False, logits_hook: LogitsHook = None,
+             prompt_ids: Optional[List[int]] = None, max_positions: Optional[int] = None,
              **overrides) -> Result:
-    """HF generate() for one image. `logits_hook` (tests only) may perturb the raw logits."""
-    r = resolve(gen, model.config, **overrides)
+    """HF generate() for one image. `logits_hook` (tests only) may perturb the raw logits.
+    `prompt_ids`: the decoder input before the first generated token (default: the start token);
+    `max_positions`: caps an untouched default max_length (see resolve)."""
+    n_prompt = len(prompt_ids) if prompt_ids is not None else 1
+    r = resolve(gen, model.config, input_len=n_prompt, max_positions=max_positions, **overrides)
+    prompt = list(prompt_ids) if prompt_ids is not None else [r.decoder_start_token_id]
     enc = encode_image(model, pixel_values)
     with torch.no_grad():
         if r.num_beams == 1:
-            res = _greedy(model, enc, r, output_attentions, recompute_cross_kv, use_cache, logits_hook)
+            res = _greedy(model, enc, r, output_attentions, recompute_cross_kv, use_cache, logits_hook, prompt)
         elif legacy_beam:
-            res = _beam_legacy(model, enc, r, output_attentions, recompute_cross_kv, use_cache, logits_hook)
+            res = _beam_legacy(model, enc, r, output_attentions, recompute_cross_kv, use_cache, logits_hook, prompt)
         else:
-            res = _beam(model, enc, r, output_attentions, recompute_cross_kv, use_cache, logits_hook)
+            res = _beam(model, enc, r, output_attentions, recompute_cross_kv, use_cache, logits_hook, prompt)
     res.resolved = r
+    res.prompt_len = len(prompt)
     return res
 
 
@@ -209,16 +227,17 @@ def _stack_attn(steps: List[List[torch.Tensor]]) -> Optional[np.ndarray]:
     return np.stack([np.stack([a.numpy() for a in layers]) for layers in steps]).astype(np.float32)
 
 
-def _greedy(model, enc, r: Resolved, output_attentions, recompute, use_cache, hook) -> Result:
+def _greedy(model, enc, r: Resolved, output_attentions, recompute, use_cache, hook, prompt=None) -> Result:
     stepper = Stepper(model, enc, 1, use_cache, recompute)
-    seq = torch.tensor([[r.decoder_start_token_id]], dtype=torch.long)
+    prompt = list(prompt) if prompt is not None else [r.decoder_start_token_id]
+    seq = torch.tensor([prompt], dtype=torch.long)
     logprobs, proc, attn_steps, step_logits = [], [], [], []
     total = torch.zeros((), dtype=torch.float32)
     while True:
         logits, attn = stepper.step(seq, output_attentions)
         if hook is not None:
             logits = hook(logits)
-        scores = apply_processors(r, seq, logits)
+        scores = apply_processors(r, seq, logits, len(prompt))
         tok = int(torch.argmax(scores[0]))  # first maximum: ties go to the lower id
         lp = F.log_softmax(logits[0], dim=-1)[tok]
         total = total + lp
@@ -245,23 +264,24 @@ class _History:
         return _History(self.logprobs + [lp], self.scores + [sc], self.attn + ([attn] if attn is not None else []))
 
 
-def _beam_step(stepper, running, cur_len, r, output_attentions, hook):
+def _beam_step(stepper, running, cur_len, r, output_attentions, hook, prompt_len=1):
     logits, attn = stepper.step(running[:, :cur_len], output_attentions)
     if hook is not None:
         logits = hook(logits)
     raw_lp = F.log_softmax(logits, dim=-1)
-    lp = apply_processors(r, running[:, :cur_len], raw_lp)
+    lp = apply_processors(r, running[:, :cur_len], raw_lp, prompt_len)
     return raw_lp, lp, attn
 
 
-def _beam(model, enc, r: Resolved, output_attentions, recompute, use_cache, hook) -> Result:
+def _beam(model, enc, r: Resolved, output_attentions, recompute, use_cache, hook, prompt_ids=None) -> Result:
     """transformers >= 4.50 `_beam_search`, batch size 1, one list of hypotheses of size K."""
-    K, max_length, prompt = r.num_beams, r.max_length, 1
+    prompt_ids = list(prompt_ids) if prompt_ids is not None else [r.decoder_start_token_id]
+    K, max_length, prompt = r.num_beams, r.max_length, len(prompt_ids)
     eos = torch.tensor(r.eos_token_ids, dtype=torch.long)
     stepper = Stepper(model, enc, K, use_cache, recompute)
     fill = r.pad_token_id if r.pad_token_id is not None else -1
     running = torch.full((K, max_length), fill, dtype=torch.long)
-    running[:, 0] = r.decoder_start_token_id
+    running[:, :prompt] = torch.tensor(prompt_ids, dtype=torch.long)
     running_scores = torch.zeros(K, dtype=torch.float32)
     running_scores[1:] = -1e9
     running_hist = [_History() for _ in range(K)]
@@ -274,9 +294,9 @@ def _beam(model, enc, r: Resolved, output_attentions, recompute, use_cache, hook
     keep = max(2, 1 + len(r.eos_token_ids)) * K  # HF's beams_to_keep: 2K with one eos token
     top_mask = torch.zeros(keep, dtype=torch.bool)
     top_mask[:K] = True
-    cur_len = 1
+    cur_len = prompt
     while True:
-        raw_lp, lp, attn = _beam_step(stepper, running, cur_len, r, output_attentions, hook)
+        raw_lp, lp, attn = _beam_step(stepper, running, cur_len, r, output_attentions, hook, prompt)
         vocab = lp.size(-1)
         acc = (lp + running_scores[:, None]).reshape(-1)
         top_vals, top_idx = torch.topk(acc, k=keep)
@@ -334,11 +354,13 @@ def _beam(model, enc, r: Resolved, output_attentions, recompute, use_cache, hook
                   h.logprobs, h.scores, _stack_attn(h.attn), None)
 
 
-def _beam_legacy(model, enc, r: Resolved, output_attentions, recompute, use_cache, hook) -> Result:
+def _beam_legacy(model, enc, r: Resolved, output_attentions, recompute, use_cache, hook,
+                 prompt_ids=None) -> Result:
     """transformers 4.36 - 4.49 BeamSearchScorer + BeamHypotheses, batch size 1."""
-    K, max_length, prompt = r.num_beams, r.max_length, 1
+    prompt_ids = list(prompt_ids) if prompt_ids is not None else [r.decoder_start_token_id]
+    K, max_length, prompt = r.num_beams, r.max_length, len(prompt_ids)
     stepper = Stepper(model, enc, K, use_cache, recompute)
-    running = torch.full((K, 1), r.decoder_start_token_id, dtype=torch.long)
+    running = torch.tensor([prompt_ids] * K, dtype=torch.long)
     running_scores = torch.zeros(K, dtype=torch.float32)
     running_scores[1:] = -1e9
     running_hist = [_History() for _ in range(K)]
@@ -371,7 +393,7 @@ def _beam_legacy(model, enc, r: Resolved, output_attentions, recompute, use_cach
 
     while True:
         cur_len = running.size(1)
-        raw_lp, lp, attn = _beam_step(stepper, running, cur_len, r, output_attentions, hook)
+        raw_lp, lp, attn = _beam_step(stepper, running, cur_len, r, output_attentions, hook, prompt)
         vocab = lp.size(-1)
         acc = (lp + running_scores[:, None]).reshape(-1)
         top_vals, top_idx = torch.topk(acc, k=2 * K)
