@@ -132,8 +132,9 @@ std::string hershey_text(std::string_view utf8);
 
 /// How a generated token is labelled: the word it spells, UTF-8 (possibly broken), trimmed of
 /// surrounding white space. Byte-level BPE tokens are decoded with byte_level_token_bytes (the
-/// 'Ġ' space marker goes away); other vocabularies' tokens are taken as written.
-std::string token_word(std::string_view token, bool byte_level);
+/// 'Ġ' space marker goes away); a WordPiece continuation piece loses its `continuing_prefix`
+/// ("##graph" -> "graph" for BERT's "##"); other vocabularies' tokens are taken as written.
+std::string token_word(std::string_view token, bool byte_level, std::string_view continuing_prefix = {});
 
 /// Everything an overlay needs about one generated token.
 struct TokenAttention {

@@ -143,7 +143,9 @@ std::string hershey_text(std::string_view utf8) {
   return out;
 }
 
-std::string token_word(std::string_view token, bool byte_level) {
+std::string token_word(std::string_view token, bool byte_level, std::string_view continuing_prefix) {
+  if (!continuing_prefix.empty() && token.size() > continuing_prefix.size() && token.starts_with(continuing_prefix))
+    token.remove_prefix(continuing_prefix.size());
   std::string w = byte_level ? byte_level_token_bytes(token) : std::string(token);
   const auto b = std::find_if_not(w.begin(), w.end(), is_space);
   const auto e = std::find_if_not(w.rbegin(), w.rend(), is_space).base();
@@ -157,7 +159,10 @@ std::vector<TokenAttention> token_attentions(const Captioner& captioner, const C
     throw InputError(fmt::format("token_attentions: the caption has {} tokens but its attention covers {} steps "
                                  "(was capture_cross_attention set?)",
                                  result.token_ids.size(), a.steps));
-  const bool byte_level = captioner.info().tokenizer_kind == "bpe";
+  const std::string kind = captioner.info().tokenizer_kind;
+  const bool byte_level = kind == "bpe";
+  // BERT's WordPiece marks a piece that continues the previous word with "##".
+  const std::string_view prefix = kind == "wordpiece" ? "##" : "";
   const auto maps = token_maps(a, options);
   std::vector<TokenAttention> out;
   out.reserve(maps.size());
@@ -165,7 +170,7 @@ std::vector<TokenAttention> token_attentions(const Captioner& captioner, const C
     TokenAttention t;
     t.id = result.token_ids[s];
     t.token = s < result.tokens.size() ? result.tokens[s] : captioner.token_string(t.id);
-    t.word = token_word(t.token, byte_level);
+    t.word = token_word(t.token, byte_level, prefix);
     const std::int64_t id[1] = {t.id};
     t.special = captioner.decode_tokens(id, /*skip_special_tokens=*/true).empty() &&
                 !captioner.decode_tokens(id, /*skip_special_tokens=*/false).empty();

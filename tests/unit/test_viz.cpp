@@ -294,6 +294,9 @@ TEST_CASE("byte-level BPE tokens decode to the bytes they stand for", "[viz]") {
   CHECK(hershey_text(token_word("\u0120\u00e2\u0122\u013e", true)) == "\"");
   CHECK(token_word("\u0120cat", false) == "\u0120cat");  // WordLevel tokens are taken as written
   CHECK(token_word("  dog ", false) == "dog");
+  CHECK(token_word("##graph", false, "##") == "graph");  // WordPiece continuation
+  CHECK(token_word("##", false, "##") == "##");          // the prefix alone is a token of its own
+  CHECK(token_word("##graph", false) == "##graph");
 
   // Agrees with the project's tokenizer (an independent implementation) on a GPT-2 vocabulary:
   // every id whose bytes are valid UTF-8 decodes to exactly those bytes.
