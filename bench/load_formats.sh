@@ -28,8 +28,8 @@ BIN_MODEL="$MODEL-bin"
 if [ ! -f "$BIN_MODEL/pytorch_model.bin" ]; then
   echo "writing the torch.save twin to $BIN_MODEL" >&2
   mkdir -p "$BIN_MODEL"
-  for f in "$MODEL"/*.json; do
-    cp "$f" "$BIN_MODEL/"
+  for f in "$MODEL"/*.json "$MODEL"/merges.txt "$MODEL"/vocab.txt; do
+    if [ -f "$f" ]; then cp "$f" "$BIN_MODEL/"; fi
   done
   LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread $PY - "$MODEL" "$BIN_MODEL" <<'PYEOF'
 import sys
