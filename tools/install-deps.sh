@@ -7,7 +7,8 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(build-essential cmake pkg-config
-      libdnnl-dev libopencv-dev libboost-program-options-dev libfmt-dev catch2 nlohmann-json3-dev)
+      libdnnl-dev libopencv-dev libboost-program-options-dev libfmt-dev catch2 nlohmann-json3-dev
+      libcpp-httplib-dev)
 for arg in "$@"; do
   case "$arg" in
     --with-python) pkgs+=(python3 python3-torch python3-numpy python3-pil python3-regex libopenblas0-pthread) ;;
