@@ -154,22 +154,31 @@ void Engine::run_batch(std::vector<std::shared_ptr<Job>>& jobs) {
     tokens += static_cast<std::int64_t>(fresh.size());
     return jobs[i]->report(fresh);
   };
+  std::vector<CaptionResult> results;
+  int status = 0;
+  std::string error;
   try {
-    std::vector<CaptionResult> results = captioner_.caption_prepared(images, request);
-    for (std::size_t i = 0; i < jobs.size(); ++i) {
-      if (results[i].cancelled) ++dropped;
-      jobs[i]->finish(std::move(results[i]));
-    }
+    results = captioner_.caption_prepared(images, request);
   } catch (const InputError& e) {
-    for (auto& j : jobs) j->fail(400, e.what());
+    status = 400;
+    error = e.what();
   } catch (const std::exception& e) {
-    for (auto& j : jobs) j->fail(500, e.what());
+    status = 500;
+    error = e.what();
   }
-  std::lock_guard<std::mutex> lock(mutex_);
-  stats_.batches += 1;
-  stats_.images += static_cast<std::int64_t>(jobs.size());
-  stats_.tokens += tokens;
-  stats_.cancelled += dropped;
+  for (const auto& r : results) dropped += r.cancelled ? 1 : 0;
+  {
+    // Counted before anyone is told, so that a client that asks /metrics next sees its request.
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.batches += 1;
+    stats_.images += static_cast<std::int64_t>(jobs.size());
+    stats_.tokens += tokens;
+    stats_.cancelled += dropped;
+  }
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    if (status != 0) jobs[i]->fail(status, error);
+    else jobs[i]->finish(std::move(results[i]));
+  }
 }
 
 }  // namespace xcaption::server

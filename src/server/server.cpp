@@ -14,11 +14,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <random>
@@ -56,6 +59,8 @@ struct ClientGone {};
 // Per-request state of the connection this thread serves (see the file comment).
 thread_local Clock::time_point t_request_start;
 thread_local bool t_in_request = false;
+thread_local bool t_streaming = false;  // the answer is a stream: it is logged once written
+thread_local bool t_recorded = false;   // counted in the metrics already
 
 const std::set<std::string>& known_routes() {
   static const std::set<std::string> routes = {"/", "/health", "/metrics", "/caption", "/attend",
@@ -167,6 +172,14 @@ struct Body {
   std::vector<httplib::MultipartFormData> parts;
 };
 
+// httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed when Debian built it):
+// a burst of clients overflows it, and the kernel then resets some of their connections.
+// listen() again on the bound socket raises it.
+class Listener : public httplib::Server {
+ public:
+  void set_backlog(int backlog) { ::listen(svr_sock_, backlog); }
+};
+
 }  // namespace
 
 class HttpServer {
@@ -177,13 +190,20 @@ class HttpServer {
     const auto read_us = static_cast<time_t>((o_.read_timeout_s - static_cast<double>(read_s)) * 1e6);
     svr_.set_read_timeout(read_s, read_us);
     svr_.set_write_timeout(read_s, read_us);
-    svr_.set_keep_alive_timeout(5);
+    // An idle keep-alive connection waits at most this long for its next request; with a short
+    // --read-timeout it is as short, so that a stalled client is let go within about twice it.
+    svr_.set_keep_alive_timeout(std::max<time_t>(1, std::min<time_t>(5, static_cast<time_t>(std::ceil(o_.read_timeout_s)))));
     svr_.set_keep_alive_max_count(100);
     // Multipart framing comes on top of the image; a body declared larger than this is refused
     // before it is read.
     svr_.set_payload_max_length(o_.max_body_bytes + (1u << 16));
     svr_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       return pre_route(req, res);
+    });
+    // A plain answer is counted before it is written, so that a client that reads it and then
+    // asks /metrics sees it; a stream once it has ended.
+    svr_.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (!t_streaming) record(req, res);
     });
     svr_.set_logger([this](const httplib::Request& req, const httplib::Response& res) { log(req, res); });
     svr_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
@@ -209,8 +229,9 @@ class HttpServer {
   }
 
   int bind() {
-    if (o_.port == 0) return svr_.bind_to_any_port(o_.host);
-    return svr_.bind_to_port(o_.host, o_.port) ? o_.port : -1;
+    const int port = o_.port == 0 ? svr_.bind_to_any_port(o_.host) : svr_.bind_to_port(o_.host, o_.port) ? o_.port : -1;
+    if (port > 0) svr_.set_backlog(SOMAXCONN);
+    return port;
   }
   void listen() { svr_.listen_after_bind(); }
   void stop() { svr_.stop(); }
@@ -229,6 +250,7 @@ class HttpServer {
   httplib::Server::HandlerResponse pre_route(const httplib::Request&, httplib::Response& res) {
     if (t_in_request) --in_flight_;  // the last answer on this thread failed before it was logged
     t_in_request = true;
+    t_streaming = t_recorded = false;
     t_request_start = Clock::now();
     ++in_flight_;
     if (draining_) {
@@ -239,8 +261,15 @@ class HttpServer {
     return httplib::Server::HandlerResponse::Unhandled;
   }
 
-  void log(const httplib::Request& req, const httplib::Response& res) {
+  void record(const httplib::Request& req, const httplib::Response& res) {
+    if (t_recorded) return;
+    t_recorded = true;
     metrics_.record(route_label(req.path), res.status, t_in_request ? seconds_since(t_request_start) : 0.0);
+  }
+
+  void log(const httplib::Request& req, const httplib::Response& res) {
+    record(req, res);
+    t_recorded = false;  // an answer to a malformed request, with no pre-routing, is counted too
     if (t_in_request) {
       t_in_request = false;
       --in_flight_;
@@ -614,6 +643,7 @@ class HttpServer {
     state->fd = connection_fd(req);
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
+    t_streaming = true;
     res.set_chunked_content_provider("text/event-stream", [this, state](std::size_t, httplib::DataSink& sink) {
       return stream(*state, sink);
     });
@@ -626,8 +656,9 @@ class HttpServer {
     bool include_usage = false;
     std::vector<std::int64_t> ids;  // prompt, then the tokens generated so far
     std::size_t prompt = 0;
+    std::deque<std::int64_t> pending;  // reported by the engine, not sent yet
     std::string sent;               // caption text sent so far
-    bool started = false;
+    bool started = false, finished = false;
     int fd = -1;
   };
 
@@ -653,15 +684,34 @@ class HttpServer {
       return false;
     }
     for (;;) {
-      std::vector<std::int64_t> fresh;
-      const bool done = s.job->wait_tokens(std::min(s.job->deadline(), Clock::now() + std::chrono::milliseconds(100)), fresh);
-      if (done) {
+      if (s.pending.empty() && !s.finished) {
+        std::vector<std::int64_t> fresh;
+        s.finished = s.job->wait_tokens(std::min(s.job->deadline(), Clock::now() + std::chrono::milliseconds(100)), fresh);
+        s.pending.insert(s.pending.end(), fresh.begin(), fresh.end());
+      }
+      if (s.finished && !s.job->error().empty()) {
         const Job& j = *s.job;
-        if (!j.error().empty())
-          return end(error_body(j.error_status(), j.error_status() == 400 ? "invalid_request" : "internal_error", j.error()));
-        const CaptionResult& r = *j.result();
+        return end(error_body(j.error_status(), j.error_status() == 400 ? "invalid_request" : "internal_error", j.error()));
+      }
+      // One event per token, even when several arrived together (a fast model, a beam search
+      // ending); a token that completes no character yet waits for the next.
+      while (!s.pending.empty()) {
+        s.ids.push_back(s.pending.front());
+        s.pending.pop_front();
+        std::string text = captioner_->decode_tokens(s.ids, /*skip_special_tokens=*/true);
+        text.resize(stable_text_length(text));
+        if (text.size() > s.sent.size() && text.compare(0, s.sent.size(), s.sent) == 0) {
+          const std::string delta = text.substr(s.sent.size());
+          s.sent = std::move(text);
+          if (send(chunk({{"content", delta}}, ""))) return true;
+          s.job->cancel();  // the client went away
+          return false;
+        }
+      }
+      if (s.finished) {
+        const CaptionResult& r = *s.job->result();
         if (r.cancelled) return end(error_body(504, "timeout", timeout_error().what()));
-        // The rest of the caption: what the deltas so far lack.
+        // Whatever the per-token text lacks (a character held back at the very end).
         if (r.caption.size() > s.sent.size() && r.caption.compare(0, s.sent.size(), s.sent) == 0)
           send(chunk({{"content", r.caption.substr(s.sent.size())}}, ""));
         json last = chat_chunk_json(s.id, s.created, o_.model_id, json::object(), finish_reason(r, info_));
@@ -674,18 +724,6 @@ class HttpServer {
           send(dump(usage));
         }
         return end(std::nullopt);
-      }
-      if (!fresh.empty()) {
-        s.ids.insert(s.ids.end(), fresh.begin(), fresh.end());
-        std::string text = captioner_->decode_tokens(s.ids, /*skip_special_tokens=*/true);
-        text.resize(stable_text_length(text));
-        if (text.size() > s.sent.size() && text.compare(0, s.sent.size(), s.sent) == 0) {
-          const std::string delta = text.substr(s.sent.size());
-          s.sent = std::move(text);
-          if (send(chunk({{"content", delta}}, ""))) return true;
-          s.job->cancel();  // the client went away
-          return false;
-        }
       }
       if (Clock::now() >= s.job->deadline()) {
         s.job->cancel();
@@ -700,7 +738,7 @@ class HttpServer {
 
   ServerOptions o_;
   std::int64_t created_;
-  httplib::Server svr_;
+  Listener svr_;
   Metrics metrics_;
   ModelInfo info_;                       // set before engine_ is published
   Captioner* captioner_ = nullptr;       // likewise

@@ -126,7 +126,6 @@ class RawSocket {
     }
     return true;
   }
-  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
   /// Reads until the peer closes, `limit_s` passes, or (when `one_response`) a whole response with
   /// a Content-Length has arrived.
   std::string receive(int limit_s = 30, bool one_response = true) {

@@ -39,7 +39,7 @@ std::string code_of(const std::function<void()>& f) {
   return "";
 }
 
-std::string chat_body(const json& extra, const std::string& url = "data:image/png;base64,iVBORw0KGgo=") {
+std::string chat_body(const json& extra = json::object(), const std::string& url = "data:image/png;base64,iVBORw0KGgo=") {
   json j = {{"model", "m"},
             {"messages",
              {{{"role", "user"},
@@ -142,7 +142,7 @@ TEST_CASE("chat requests: the image, the prompt, max_tokens and the extensions",
   CHECK(*c.request.generation.num_beams == 2);
   CHECK(c.stream);
   CHECK(c.include_usage);
-  CHECK_FALSE(parse_chat_request(chat_body({}), ChatText::Ignore).request.prompt);
+  CHECK_FALSE(parse_chat_request(chat_body(), ChatText::Ignore).request.prompt);
   // The values that mean "no sampling" are accepted.
   CHECK_NOTHROW(parse_chat_request(chat_body({{"temperature", 0}, {"top_p", 1}, {"n", 1}, {"seed", 4}})));
 }
@@ -155,8 +155,8 @@ TEST_CASE("chat requests: what the server cannot do is a 400 naming it", "[serve
   CHECK(code_of([] { parse_chat_request(chat_body({{"top_p", 0.9}})); }) == "unsupported_parameter");
   CHECK(code_of([] { parse_chat_request(chat_body({{"logprobs", true}})); }) == "unsupported_parameter");
   CHECK(code_of([] { parse_chat_request(chat_body({{"stop", {"."}}})); }) == "unsupported_parameter");
-  CHECK(code_of([] { parse_chat_request(chat_body({}, "http://169.254.169.254/latest")); }) == "unsupported_url");
-  CHECK(code_of([] { parse_chat_request(chat_body({}, "data:image/png;base64,@@@@")); }) == "invalid_base64");
+  CHECK(code_of([] { parse_chat_request(chat_body(json::object(), "http://169.254.169.254/latest")); }) == "unsupported_url");
+  CHECK(code_of([] { parse_chat_request(chat_body(json::object(), "data:image/png;base64,@@@@")); }) == "invalid_base64");
   CHECK(code_of([] {
           parse_chat_request(json{{"messages", {{{"role", "user"}, {"content", "no image here"}}}}}.dump());
         }) == "missing_image");
