@@ -194,6 +194,9 @@ class HttpServer {
     // --read-timeout it is as short, so that a stalled client is let go within about twice it.
     svr_.set_keep_alive_timeout(std::max<time_t>(1, std::min<time_t>(5, static_cast<time_t>(std::ceil(o_.read_timeout_s)))));
     svr_.set_keep_alive_max_count(100);
+    // httplib writes the headers and the body in two sends: with Nagle's algorithm the body then
+    // waits for the client's delayed ACK, about 40 ms per answer.
+    svr_.set_tcp_nodelay(true);
     // Multipart framing comes on top of the image; a body declared larger than this is refused
     // before it is read.
     svr_.set_payload_max_length(o_.max_body_bytes + (1u << 16));
