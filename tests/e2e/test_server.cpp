@@ -466,6 +466,13 @@ TEST_CASE("serve: hostile requests get their status and the server keeps serving
     CHECK(slow.closed);
     CHECK(waited < 6.0);
   }
+  {
+    // A client that asks for a stream and goes away before reading it.
+    RawSocket gone(server.port);
+    const std::string body = chat_request(bytes, "", {{"stream", true}}).dump();
+    gone.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sesame\r\n"
+              "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  }
   // Still serving, and still right.
   auto ok = cli.Post("/caption", key, bytes, "image/png");
   REQUIRE(ok);
