@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <numbers>
 #include <system_error>
 
@@ -239,7 +240,7 @@ RgbImage resize_nearest(const RgbImage& src, int out_w, int out_h) {
 // missing part as gray with only a warning, and libpng prints to stderr before failing. Check the
 // end markers first so that both fail cleanly. Returns nullptr when the data looks complete or is
 // another format.
-const char* truncation_reason(const std::vector<std::uint8_t>& b) {
+const char* truncation_reason(std::span<const std::uint8_t> b) {
   static constexpr std::uint8_t kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (b.size() >= 8 && std::equal(kPngSignature, kPngSignature + 8, b.begin())) {
     // The IEND chunk: zero length, then the type. Trailing bytes after it are tolerated.
@@ -320,8 +321,15 @@ RgbImage load_image(const std::filesystem::path& path) {
     if (in.bad()) throw FormatError(fmt::format("{}: read error", path.string()));
   }
   if (bytes.empty()) throw FormatError(fmt::format("{}: the file is empty", path.string()));
+  return decode_image(bytes, path.string());
+}
+
+RgbImage decode_image(std::span<const std::uint8_t> bytes, const std::string& name) {
+  if (bytes.empty()) throw FormatError(fmt::format("{}: the image is empty", name));
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw FormatError(fmt::format("{}: {} bytes is more than an image may have", name, bytes.size()));
   if (const char* why = truncation_reason(bytes)) {
-    throw FormatError(fmt::format("{}: {}", path.string(), why));
+    throw FormatError(fmt::format("{}: {}", name, why));
   }
 
   // ref: HF's image loading (transformers image_utils.load_image) opens with PIL, applies
@@ -329,16 +337,18 @@ RgbImage load_image(const std::filesystem::path& path) {
   // (EXIF orientation on by default, alpha dropped, gray expanded) but yields BGR.
   cv::Mat bgr;
   try {
-    bgr = cv::imdecode(bytes, cv::IMREAD_COLOR);
+    // A header over the caller's bytes: no copy.
+    const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8U, const_cast<std::uint8_t*>(bytes.data()));
+    bgr = cv::imdecode(encoded, cv::IMREAD_COLOR);
   } catch (const cv::Exception& e) {
-    throw FormatError(fmt::format("{}: cannot decode image: {}", path.string(), e.what()));
+    throw FormatError(fmt::format("{}: cannot decode image: {}", name, e.what()));
   }
   if (bgr.empty()) {
     throw FormatError(fmt::format(
-        "{}: cannot decode the image (unsupported format or corrupt data)", path.string()));
+        "{}: cannot decode the image (unsupported format or corrupt data)", name));
   }
   if (bgr.cols < 1 || bgr.rows < 1) {
-    throw FormatError(fmt::format("{}: decoded image has zero size", path.string()));
+    throw FormatError(fmt::format("{}: decoded image has zero size", name));
   }
   return rgb_from_bgr(bgr);
 }

@@ -17,7 +17,7 @@ class Mat;
 
 namespace xcaption {
 
-// RgbImage and load_image are public: include/xcaption/image.hpp.
+// RgbImage, load_image and decode_image are public: include/xcaption/image.hpp.
 
 /// Pillow's resampling filter ids (PIL.Image.Resampling), as used by `resample` in
 /// preprocessor_config.json.

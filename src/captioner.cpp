@@ -2,6 +2,7 @@
 // tokenizer, and runs preprocess -> encoder -> cross K/V -> generation for each image.
 #include <xcaption/captioner.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
@@ -63,6 +64,9 @@ struct Captioner::Impl {
     return clean_up_spaces ? clean_up_tokenization(std::move(text)) : text;
   }
   std::vector<CaptionResult> run(std::span<const PreparedImage> images, const CaptionRequest& request);
+  std::vector<DecodeResult> decode_reporting(std::span<const DecodeJob> jobs,
+                                             const decltype(CaptionRequest::on_tokens)& on_tokens,
+                                             std::vector<bool>& cancelled);
   PreparedImage prepare(const RgbImage& image, std::size_t index, std::size_t count) const;
 
   explicit Impl(Tokenizer t) : tokenizer(std::move(t)) {}
@@ -199,7 +203,12 @@ std::vector<CaptionResult> Captioner::Impl::run(std::span<const PreparedImage> i
     jobs.push_back({states.back().get(), &settings, request.capture_cross_attention});
   }
   t0 = Clock::now();
-  std::vector<DecodeResult> decoded = decode_together(*model, jobs);
+  std::vector<DecodeResult> decoded;
+  std::vector<bool> cancelled(images.size(), false);
+  if (request.on_tokens)
+    decoded = decode_reporting(jobs, request.on_tokens, cancelled);
+  else
+    decoded = decode_together(*model, jobs);
   const double decode_ms = ms_since(t0) / static_cast<double>(n);
 
   const TokenGrid grid = model->encoder().grid();
@@ -209,6 +218,7 @@ std::vector<CaptionResult> Captioner::Impl::run(std::span<const PreparedImage> i
     r.timings.encoder_ms = encoder_ms;
     r.timings.decode_ms = decode_ms;
     r.prompt_ids = settings.prompt;
+    r.cancelled = cancelled[static_cast<std::size_t>(i)];
     r.token_ids = std::move(d.tokens);
     r.logprobs = std::move(d.logprobs);
     r.sequence_score = d.sequence_score;
@@ -219,7 +229,7 @@ std::vector<CaptionResult> Captioner::Impl::run(std::span<const PreparedImage> i
     r.caption = decode(all, /*skip_special=*/true);
     r.tokens.reserve(r.token_ids.size());
     for (auto id : r.token_ids) r.tokens.push_back(tokenizer.token_string(id));
-    if (request.capture_cross_attention) {
+    if (request.capture_cross_attention && !r.cancelled) {
       auto& a = r.cross_attention;
       a.steps = static_cast<std::int64_t>(r.token_ids.size());
       a.layers = model->decoder().num_layers();
@@ -234,7 +244,58 @@ std::vector<CaptionResult> Captioner::Impl::run(std::span<const PreparedImage> i
   return results;
 }
 
+// decode_together's loop, telling `on_tokens` after every step which tokens became final and
+// dropping the images it refuses. A cancelled image's result holds the tokens reported.
+std::vector<DecodeResult> Captioner::Impl::decode_reporting(std::span<const DecodeJob> jobs,
+                                                            const decltype(CaptionRequest::on_tokens)& on_tokens,
+                                                            std::vector<bool>& cancelled) {
+  DecodeBatch batch(*model);
+  std::vector<std::int64_t> ids;  // batch id of each job
+  for (const auto& job : jobs) ids.push_back(batch.add(job));
+  std::vector<DecodeResult> results(jobs.size());
+  std::vector<std::size_t> reported(jobs.size(), 0);
+  auto index_of = [&](std::int64_t id) {
+    return static_cast<std::size_t>(std::find(ids.begin(), ids.end(), id) - ids.begin());
+  };
+  // Reports tokens[reported, end) of job i; false when the caller wants it stopped.
+  auto report = [&](std::size_t i, std::span<const std::int64_t> tokens) {
+    const std::span<const std::int64_t> fresh = tokens.subspan(std::min(reported[i], tokens.size()));
+    reported[i] = std::max(reported[i], tokens.size());
+    return on_tokens(i, fresh);
+  };
+  std::vector<bool> done(jobs.size(), false);
+  while (!batch.empty()) {
+    batch.step();
+    for (auto& [id, result] : batch.take_finished()) {
+      const std::size_t i = index_of(id);
+      done[i] = true;
+      report(i, result.tokens);  // finished anyway: nothing left to stop
+      results[i] = std::move(result);
+    }
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      if (done[i]) continue;
+      const std::span<const std::int64_t> committed = batch.committed(ids[i]);
+      if (!report(i, committed)) {
+        done[i] = true;
+        cancelled[i] = true;
+        results[i].tokens.assign(committed.begin(), committed.end());  // before remove() frees them
+        batch.remove(ids[i]);
+      }
+    }
+  }
+  return results;
+}
+
 ModelInfo Captioner::info() const { return impl_->info; }
+
+std::vector<std::int64_t> Captioner::prompt_ids(const CaptionRequest& request) const {
+  std::optional<std::string_view> prompt;
+  if (request.prompt) prompt = *request.prompt;
+  const Impl& m = *impl_;
+  return resolve_settings(m.model->generation(), request.generation, m.model->decoder_prompt(m.tokenizer, prompt),
+                          m.model->default_length_cap())
+      .prompt;
+}
 
 std::vector<std::int64_t> Captioner::encode_text(std::string_view text) const {
   return impl_->tokenizer.encode(text);

@@ -36,6 +36,14 @@ struct CaptionRequest {
   std::optional<std::string> prompt;
   /// Keep the cross-attention weights of every layer and head for each generated token.
   bool capture_cross_attention = false;
+  /// Streaming and cancellation (optional). Called on the captioning thread after every decoder
+  /// step, once for each image still being decoded, with that image's tokens that became final
+  /// in the step: greedy search, the token just chosen; beam search, nothing until the search
+  /// ends, then the whole returned sequence. `image` is the image's index in the call (0 for
+  /// caption()). Returning false stops that image at once: it leaves the batch while the others
+  /// go on, and its result comes back with `cancelled` set. The callback must not call this
+  /// Captioner's non-const members; what it throws propagates out of the caption call.
+  std::function<bool(std::size_t image, std::span<const std::int64_t> tokens)> on_tokens;
 };
 
 struct Timings {
@@ -71,6 +79,9 @@ struct CaptionResult {
   std::int64_t num_beams = 1;
   Timings timings;
   CrossAttention cross_attention;       // filled when requested
+  /// Stopped by CaptionRequest::on_tokens returning false: token_ids, tokens and caption hold
+  /// what had been reported; logprobs and cross_attention are empty, sequence_score is 0.
+  bool cancelled = false;
 };
 
 /// An image resized and normalised for the loaded model (Captioner::prepare): the pixel_values
@@ -170,6 +181,11 @@ class Captioner {
                                               const CaptionRequest& request = {});
 
   ModelInfo info() const;
+
+  /// The decoder input `request` starts from (CaptionResult::prompt_ids): the start token, then
+  /// the prompt's ids as the model family builds them. Const and thread-safe, for a caller that
+  /// streams the caption's text as tokens arrive. Throws InputError as caption() would for the prompt.
+  std::vector<std::int64_t> prompt_ids(const CaptionRequest& request) const;
 
   std::vector<std::int64_t> encode_text(std::string_view text) const;
   std::string decode_tokens(std::span<const std::int64_t> ids, bool skip_special_tokens) const;

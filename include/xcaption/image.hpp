@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
+#include <string>
 #include <vector>
 
 namespace xcaption {
@@ -17,5 +19,10 @@ struct RgbImage {
 /// Decodes an image file (PNG, JPEG, anything OpenCV reads). EXIF orientation is applied, alpha
 /// dropped, grayscale expanded. Throws FormatError naming the file when it cannot be decoded.
 RgbImage load_image(const std::filesystem::path& path);
+
+/// load_image on bytes already in memory (an upload): the same decoding, with `name` standing
+/// for the file in messages. Thread-safe. Throws FormatError naming `name` for empty, truncated
+/// or undecodable data.
+RgbImage decode_image(std::span<const std::uint8_t> bytes, const std::string& name);
 
 }  // namespace xcaption

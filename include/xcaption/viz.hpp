@@ -195,6 +195,9 @@ RgbImage fit_image(const RgbImage& image, int max_side);
 /// image, wrapped to at most `max_lines` lines, in place. Font size follows the image height.
 void draw_caption_band(RgbImage& image, std::string_view text, int max_lines = 2);
 
+/// The image as PNG file bytes (zlib level 6). Throws InputError for an empty image.
+std::string encode_png(const RgbImage& image);
+
 /// Encodes the image as PNG and writes it atomically (temporary file in the same folder, then
 /// rename): on failure no file and no temporary is left. Throws FormatError naming the path.
 void write_png(const std::filesystem::path& path, const RgbImage& image);

@@ -81,5 +81,6 @@ int cmd_attend(int argc, char** argv);
 int cmd_video(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_convert(int argc, char** argv);
+int cmd_serve(int argc, char** argv);
 
 }  // namespace xcaption::cli

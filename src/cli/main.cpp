@@ -25,6 +25,7 @@ const Command kCommands[] = {
     {"scenes", xcaption::cli::cmd_scenes, "render a shapes-world dataset (PNGs + scenes.jsonl)"},
     {"eval", xcaption::cli::cmd_eval, "caption a shapes-world dataset and score it"},
     {"bench", xcaption::cli::cmd_bench, "time each stage and compare with the machine's roofline"},
+    {"serve", xcaption::cli::cmd_serve, "HTTP server: Hugging Face and OpenAI request shapes, a page with attention maps"},
 };
 
 void print_usage(std::FILE* out) {

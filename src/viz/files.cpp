@@ -135,11 +135,23 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
   detail::commit_temporary(tmp, path);
 }
 
-void write_png(const std::filesystem::path& path, const RgbImage& image) {
+namespace {
+bool png_bytes(const RgbImage& image, std::vector<std::uint8_t>& buffer) {
   const cv::Mat bgr = detail::bgr_from_rgb(image);
-  std::vector<std::uint8_t> buffer;
   // zlib level 6 (its own default) rather than OpenCV's faster level 1: about 10% smaller here.
-  if (!cv::imencode(".png", bgr, buffer, {cv::IMWRITE_PNG_COMPRESSION, 6}))
+  return cv::imencode(".png", bgr, buffer, {cv::IMWRITE_PNG_COMPRESSION, 6});
+}
+}  // namespace
+
+std::string encode_png(const RgbImage& image) {
+  std::vector<std::uint8_t> buffer;
+  if (!png_bytes(image, buffer)) throw InputError("PNG encoding failed");
+  return {reinterpret_cast<const char*>(buffer.data()), buffer.size()};
+}
+
+void write_png(const std::filesystem::path& path, const RgbImage& image) {
+  std::vector<std::uint8_t> buffer;
+  if (!png_bytes(image, buffer))
     throw FormatError(fmt::format("cannot write '{}': PNG encoding failed", path.string()));
   write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(buffer.data()), buffer.size()));
 }
