@@ -23,8 +23,9 @@ On a token mismatch the report names the first differing step and, for greedy, t
 margin between its best and second-best logit there (a near-tie points at rounding, a wide
 margin at a bug). Exit status 1 when any check fails.
 
-Cost on 2 cores: base about 3-4 minutes for both dtypes (folder writing included), large
-about twice that; the folders stay in --out for reruns (about 1.5 GB for base, 2.8 GB for large).
+Cost on 2 shared cores: base about 3 minutes for both dtypes (folder writing included), large
+about 10 (hence not in the default); the folders stay in --out for reruns (1.4 GB for base,
+2.7 GB for large).
 
 usage: LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread /usr/bin/python3 tools/check_blip_real.py
        [--sizes base[,large]] [--dtypes F32,BF16] [--images A B] [--out out] [--xcaption build/xcaption]
