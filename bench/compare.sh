@@ -2,7 +2,9 @@
 # xcaption vs the PyTorch eager baseline, one command: builds xcaption if needed, writes the
 # real-shaped random model if missing, then for each dtype runs `xcaption bench` (greedy and beams)
 # and bench/pytorch_baseline.py (HF behaviour and cached cross K/V) back to back with the same
-# model, image, token count and threads, and prints a table of times and ratios.
+# model, image, token count and threads, and prints a table of times and ratios. Either family:
+# MODEL=out/blip-random (a folder name with "blip" in it gets a random BLIP base folder,
+# "blip-large" the -large shapes; see prepare.sh).
 #
 # usage: bench/compare.sh            (settings through the environment:)
 #   MODEL=out/vitgpt2-random IMAGE=tests/data/image/src_edges300x200.png THREADS=2 REPEATS=5
@@ -59,6 +61,9 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 first = next(iter(xc.values()))
 blas = next(iter(pt.values()))["blas"] if pt else "?"
 pt_rep = next(iter(pt.values()))["repeats"] if pt else 0
+family = next(iter(pt.values())).get("family", "?") if pt else "?"
+print(f"model: {first['model']} ({family}, {first['parameters'] / 1e6:.1f} M parameters, encoder "
+      f"{first['encoder_gflop']:.1f} GFLOP per image)")
 print(f"machine: {cpu}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M')}; threads {first['threads']}; "
       f"{first['new_tokens']} new tokens; median of {first['repeats']} (xcaption) / {pt_rep} (PyTorch) after a warm-up; "
       f"torch BLAS: {blas}")

@@ -1,11 +1,16 @@
 #!/usr/bin/python3
 """PyTorch eager baseline for `xcaption bench`: the Hugging Face computation (tools/xcaption_ref,
-which writes out transformers' ViT, GPT-2 and generate() math; transformers itself cannot be
-installed here) on the same model folder and image, timed the same way.
+which writes out transformers' ViT, GPT-2, BLIP and generate() math; transformers itself cannot
+be installed here) on the same model folder and image, timed the same way. The family comes from
+config.json: vision-encoder-decoder (vit-gpt2, tools/xcaption_ref/modeling.py) or blip
+(BlipForConditionalGeneration, tools/xcaption_ref/blip.py; decoder input [DEC], eos [SEP]).
 
 Variants:
   hf      cross-attention K/V recomputed from the encoder states at every step and for every beam,
-          as transformers' GPT-2 does;
+          as transformers' GPT-2 does, and as its BLIP text decoder does in the releases with
+          tuple caches (BlipTextSelfAttention projects the 577 image tokens of all 12 layers
+          again at each step; newer releases keep them in an EncoderDecoderCache, which is the
+          `cached` variant);
   cached  cross K/V computed once per image (what xcaption does), everything else unchanged.
 dtypes: f32 (torch float32; matrix products through OpenBLAS), bf16 (the model converted with
 .to(torch.bfloat16); CPU products through oneDNN's bf16 gemm, as torch does for bfloat16; the
@@ -60,8 +65,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from xcaption_ref import blip, modeling, preprocess  # noqa: E402
 from xcaption_ref import generate as G  # noqa: E402
-from xcaption_ref import modeling, preprocess  # noqa: E402
+from xcaption_ref.config import read_json  # noqa: E402
 
 
 def blas_info() -> str:
@@ -99,6 +105,33 @@ class Float32Logits(torch.nn.Module):
         return self.head(x).float()
 
 
+class Family:
+    """What differs between the two families here: loading, the generation config, the LM head
+    module to wrap for bf16."""
+
+    def __init__(self, folder: Path):
+        model_type = read_json(folder / "config.json").get("model_type")
+        self.name = "blip" if model_type == "blip" else "vit-gpt2"
+        if self.name == "blip":
+            b = blip.load_pretrained(folder)
+            self.model, self.config, self.preprocessor = b.model, b.config, b.preprocessor
+            # the text decoder's GenerationConfig from text_config, eos = [SEP] (see blip.py)
+            self.generation_config = b.config.generation_config()
+            self.max_positions = b.config.text_config.max_position_embeddings
+        else:
+            b = modeling.load_pretrained(folder)
+            self.model, self.config, self.preprocessor = b.model, b.config, b.preprocessor
+            self.generation_config = b.generation_config
+            self.max_positions = None
+
+    def wrap_head_float32(self):
+        if self.name == "blip":
+            preds = self.model.text_decoder.cls
+            preds.predictions = Float32Logits(preds.predictions)
+        else:
+            self.model.decoder.lm_head = Float32Logits(self.model.decoder.lm_head)
+
+
 def run_once(bundle, image, dtype, beams, variant, new_tokens):
     model = bundle.model
     t0 = time.perf_counter()
@@ -110,7 +143,7 @@ def run_once(bundle, image, dtype, beams, variant, new_tokens):
     with torch.no_grad():
         enc = model.project(model.encode(px))
     t2 = time.perf_counter()
-    r = G.resolve(bundle.generation_config, bundle.config, num_beams=beams,
+    r = G.resolve(bundle.generation_config, bundle.config, num_beams=beams, max_positions=bundle.max_positions,
                   max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     recompute = variant == "hf"
     with torch.no_grad():
@@ -127,15 +160,15 @@ def main():
     torch.set_num_threads(ARGS.threads)
     image = preprocess.load_image(ARGS.image) if ARGS.image else test_card()
     t0 = time.perf_counter()
-    bundle = modeling.load_pretrained(ARGS.model)
+    bundle = Family(ARGS.model)
     load_ms = (time.perf_counter() - t0) * 1e3
-    info = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+    info = {"family": bundle.name, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "openblas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]), "blas": blas_info()}
     rows = []
     for dtype in ARGS.dtypes.split(","):
         if dtype == "bf16":
             bundle.model.to(torch.bfloat16)
-            bundle.model.decoder.lm_head = Float32Logits(bundle.model.decoder.lm_head)
+            bundle.wrap_head_float32()
         elif dtype != "f32":
             raise SystemExit(f"unknown dtype {dtype}")
         for beams in (int(b) for b in ARGS.beams.split(",")):

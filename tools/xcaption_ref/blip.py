@@ -507,6 +507,7 @@ class BlipTextLMHeadModel(nn.Module):
         allowed = torch.ones(t, t0 + t, dtype=torch.bool).tril(diagonal=t0)
         mask = torch.where(allowed, torch.tensor(0.0), torch.tensor(MASKED))[None, None]
         x = self.bert.embeddings(input_ids, t0)
+        mask = mask.to(x.dtype)  # in the model's dtype, as HF casts it (bf16 runs of the baseline)
         presents, cross_attns, self_attns = [], [], []
         for i, layer in enumerate(self.bert.encoder.layer):
             x, present, sp, cp = layer(x, mask, past[i] if past else None, encoder_hidden_states,
