@@ -123,7 +123,12 @@ void Engine::run() {
       stats_.queue_depth = static_cast<std::int64_t>(queue_.size());
       stats_.running = static_cast<std::int64_t>(batch.size());
     }
-    run_batch(batch);
+    try {
+      run_batch(batch);
+    } catch (const std::exception& e) {  // out of memory copying images, say: the jobs fail, the worker goes on
+      for (auto& j : batch)
+        if (!j->finished()) j->fail(500, e.what());
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     stats_.running = 0;
   }

@@ -197,6 +197,13 @@ class HttpServer {
     // httplib writes the headers and the body in two sends: with Nagle's algorithm the body then
     // waits for the client's delayed ACK, about 40 ms per answer.
     svr_.set_tcp_nodelay(true);
+    // httplib's default sets SO_REUSEPORT, with which a second server binds the same port and
+    // the kernel splits connections between the two; SO_REUSEADDR alone only allows rebinding
+    // over connections left in TIME_WAIT, and a port in use is an error.
+    svr_.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     // Multipart framing comes on top of the image; a body declared larger than this is refused
     // before it is read.
     svr_.set_payload_max_length(o_.max_body_bytes + (1u << 16));

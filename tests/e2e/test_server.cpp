@@ -534,6 +534,12 @@ TEST_CASE("serve: option mistakes are usage errors before anything listens", "[s
   const auto r = run_cli("serve --model '" + (kData / "no-such-model").string() + "' --port 0");
   CHECK(r.exit_code == 3);
   CHECK(r.err.find("no-such-model") != std::string::npos);
+  {
+    ServerProcess first({"--model", kShapes, "--threads", "1"});
+    const auto taken = run_cli("serve --model '" + kShapes + "' --port " + std::to_string(first.port));
+    CHECK(taken.exit_code == 5);
+    CHECK(taken.err.find("cannot listen on 127.0.0.1:" + std::to_string(first.port)) != std::string::npos);
+  }
   const auto help = run_cli("serve --help");
   CHECK(help.exit_code == 0);
   CHECK(help.out.find("/v1/chat/completions") != std::string::npos);
