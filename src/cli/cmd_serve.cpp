@@ -76,7 +76,7 @@ int cmd_serve(int argc, char** argv) {
     o.port = positive_int(vm, "port", 0, 65535);
     if (vm.count("api-key")) o.api_key = vm["api-key"].as<std::string>();
     else if (const char* env = std::getenv("XCAPTION_API_KEY"); env && *env) o.api_key = env;
-    o.max_queue = static_cast<std::size_t>(positive_int(vm, "max-queue", 0, 1'000'000));
+    o.max_queue = static_cast<std::size_t>(positive_int(vm, "max-queue", 1, 1'000'000));
     o.max_batch = static_cast<std::size_t>(positive_int(vm, "max-batch", 1, 256));
     const double mb = vm["max-body-mb"].as<double>();
     if (!(mb > 0 && mb <= 1024)) throw UsageError("--max-body-mb must lie in (0, 1024]");
