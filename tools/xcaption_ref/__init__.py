@@ -4,5 +4,6 @@ generate() (greedy and beam search), used to make golden fixtures and to train b
 
 Modules: safetensors_io (file format), config (HF config files), modeling (nn.Modules with HF
 checkpoint names, folder load/save), preprocess (image processor), generate (greedy, beam),
-tokenizer (word-level tokenizer.json helpers). Run with /usr/bin/python3 (torch 1.13).
+tokenizer (word-level tokenizer.json helpers), wordpiece (BERT WordPiece tokenizer: load /
+encode / decode), hf_unicode (Unicode classes as HF tokenizers sees them). Run with /usr/bin/python3 (torch 1.13).
 """
