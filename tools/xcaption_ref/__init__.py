@@ -7,6 +7,7 @@ Modules: safetensors_io (file format), config (HF config files), modeling (ViT-G
 with HF checkpoint names, folder load/save), blip (BLIP vision tower + BERT decoder, its config,
 image processor settings and generate() prompt rule), preprocess (image processor), generate
 (greedy, beam, decoder prompts), tokenizer (word-level tokenizer.json helpers), wordpiece (BERT
-WordPiece tokenizer.json: encode, decode, writing the files). Run with /usr/bin/python3
+WordPiece tokenizer: load / encode / decode), bert_files (writing BERT tokenizer files for test
+models), hf_unicode (Unicode classes as HF tokenizers sees them). Run with /usr/bin/python3
 (torch 1.13).
 """
