@@ -244,6 +244,10 @@ class HttpServer {
     return port;
   }
   void listen() { svr_.listen_after_bind(); }
+  /// Waits until listen() runs: httplib's stop() does nothing before that.
+  void wait_listening() const {
+    while (!svr_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   void stop() { svr_.stop(); }
 
   void set_ready(Captioner* captioner, Engine* engine) {
@@ -792,6 +796,7 @@ int serve(const ServerOptions& options, const std::function<Captioner()>& load) 
     throw InputError(fmt::format("cannot listen on {}:{} (address in use, or not an address of this machine)",
                                  options.host, options.port));
   std::thread listener([&] { http.listen(); });
+  http.wait_listening();
   const bool v6 = options.host.find(':') != std::string::npos;
   const std::string url = fmt::format("http://{}{}{}:{}", v6 ? "[" : "", options.host, v6 ? "]" : "", port);
   std::fprintf(stderr, "xcaption: loading the model (%s/health answers 503 until it is ready)\n", url.c_str());
