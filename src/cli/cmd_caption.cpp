@@ -22,6 +22,7 @@
 #include "src/cli/cli.hpp"
 #include "src/cli/collection.hpp"
 #include "src/cli/progress.hpp"
+#include "src/io/result_json.hpp"
 
 namespace xcaption::cli {
 
@@ -29,23 +30,6 @@ namespace {
 
 // Images per engine batch when --batch is not given: measured in bench/batch_throughput.sh.
 constexpr std::int64_t kDefaultBatch = 8;
-
-nlohmann::json to_json(const std::string& image, const CaptionResult& r) {
-  nlohmann::json j;
-  j["image"] = image;
-  j["caption"] = r.caption;
-  j["prompt_ids"] = r.prompt_ids;
-  j["token_ids"] = r.token_ids;
-  j["tokens"] = r.tokens;
-  j["logprobs"] = r.logprobs;
-  j["sequence_score"] = r.sequence_score;
-  j["num_beams"] = r.num_beams;
-  j["timings_ms"] = {{"preprocess", r.timings.preprocess_ms},
-                     {"encoder", r.timings.encoder_ms},
-                     {"cross_kv", r.timings.cross_kv_ms},
-                     {"decode", r.timings.decode_ms}};
-  return j;
-}
 
 volatile std::sig_atomic_t g_stop_signal = 0;
 
@@ -314,7 +298,7 @@ int cmd_caption(int argc, char** argv) {
           const CaptionResult& c = results[next++];
           r.ok = true;
           r.caption = c.caption;
-          r.json = to_json(l.item->name, c);
+          r.json = caption_result_json(l.item->name, c);
           ++successes;
         } else {
           r.error = l.error;

@@ -465,23 +465,6 @@ std::string finish_reason(const CaptionResult& r, const ModelInfo& info) {
   return "length";
 }
 
-json caption_json(const std::string& image, const CaptionResult& r) {
-  json j;
-  j["image"] = image;
-  j["caption"] = r.caption;
-  j["prompt_ids"] = r.prompt_ids;
-  j["token_ids"] = r.token_ids;
-  j["tokens"] = r.tokens;
-  j["logprobs"] = r.logprobs;
-  j["sequence_score"] = r.sequence_score;
-  j["num_beams"] = r.num_beams;
-  j["timings_ms"] = {{"preprocess", r.timings.preprocess_ms},
-                     {"encoder", r.timings.encoder_ms},
-                     {"cross_kv", r.timings.cross_kv_ms},
-                     {"decode", r.timings.decode_ms}};
-  return j;
-}
-
 json usage_json(const CaptionResult& r) {
   const auto prompt = static_cast<std::int64_t>(r.prompt_ids.size());
   const auto completion = static_cast<std::int64_t>(r.token_ids.size());

@@ -97,9 +97,6 @@ ChatRequest parse_chat_request(std::string_view body, ChatText text = ChatText::
 /// "length" when the length limit cut it.
 std::string finish_reason(const CaptionResult& result, const ModelInfo& info);
 
-/// The object `xcaption caption --json` prints for one image.
-nlohmann::json caption_json(const std::string& image, const CaptionResult& result);
-
 /// A non-streamed chat.completion object.
 nlohmann::json chat_completion_json(const std::string& id, std::int64_t created, const std::string& model,
                                     const CaptionResult& result, const ModelInfo& info);

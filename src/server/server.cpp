@@ -36,6 +36,7 @@
 #include <xcaption/errors.hpp>
 #include <xcaption/viz.hpp>
 
+#include "src/io/result_json.hpp"
 #include "src/server/engine.hpp"
 #include "src/server/metrics.hpp"
 
@@ -563,7 +564,7 @@ class HttpServer {
     auto job = submit(u.bytes, u.name, u.request, nullptr);
     const CaptionResult& r = wait(req, *job);
     res.status = 200;
-    if (details) res.set_content(dump(caption_json(u.name, r)), "application/json");
+    if (details) res.set_content(dump(caption_result_json(u.name, r)), "application/json");
     else res.set_content(dump(json::array({{{"generated_text", r.caption}}})), "application/json");
   }
 
