@@ -22,6 +22,7 @@
 #include <xcaption/errors.hpp>
 
 #include "encoders/image_processor.hpp"
+#include "tests/golden/golden_util.hpp"
 #include "models/blip/config.hpp"
 #include "models/family.hpp"
 #include "src/generate/settings.hpp"
@@ -33,49 +34,16 @@ using nlohmann::json;
 
 namespace {
 
-const std::filesystem::path kData = XCAPTION_TEST_DATA;
+using golden::check_close;
+using golden::kData;
+using golden::values;
 
-const json& golden() {
-  static const json g = [] {
-    std::ifstream in(kData / "golden_blip.json");
-    REQUIRE(in.good());
-    return json::parse(in);
-  }();
+const json& golden_file() {
+  static const json g = golden::load("golden_blip.json");
   return g;
 }
 
-std::vector<float> values(const json& t) { return t.at("data").get<std::vector<float>>(); }
-
-// Max |a - b| relative to max(1, |b|); prints the first values and the worst index on failure.
-void check_close(const std::string& what, const float* got, const std::vector<float>& want, double tol) {
-  double worst = 0;
-  std::size_t at = 0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    const double d = std::abs(double(got[i]) - want[i]) / std::max(1.0, std::abs(double(want[i])));
-    if (!(d <= worst)) worst = d, at = i;
-  }
-  INFO(fmt::format("{}: {} values, max scaled diff {:.3g} at [{}]: got {} want {}; first got [{}, {}, {}] want [{}, {}, {}]",
-                   what, want.size(), worst, at, got[at], want[at], got[0], got[1 % want.size()],
-                   got[2 % want.size()], want[0], want[1 % want.size()], want[2 % want.size()]));
-  CHECK(worst <= tol);
-}
-
-GenerationOptions options_from(const json& params) {
-  GenerationOptions o;
-  for (const auto& [k, v] : params.items()) {
-    if (k == "num_beams") o.num_beams = v.get<std::int64_t>();
-    else if (k == "max_new_tokens") o.max_new_tokens = v.get<std::int64_t>();
-    else if (k == "max_length") o.max_length = v.get<std::int64_t>();
-    else if (k == "min_new_tokens") o.min_new_tokens = v.get<std::int64_t>();
-    else if (k == "min_length") o.min_length = v.get<std::int64_t>();
-    else if (k == "length_penalty") o.length_penalty = v.get<double>();
-    else if (k == "repetition_penalty") o.repetition_penalty = v.get<double>();
-    else if (k == "no_repeat_ngram_size") o.no_repeat_ngram_size = v.get<std::int64_t>();
-    else if (k == "early_stopping") o.early_stopping = v.is_boolean() ? (v.get<bool>() ? "true" : "false") : v.get<std::string>();
-    else FAIL("unhandled generate() parameter in golden_blip.json: " << k);
-  }
-  return o;
-}
+GenerationOptions options_from(const json& params) { return golden::options_from(params, "golden_blip.json"); }
 
 std::string early_stopping_name(DecodeSettings::EarlyStopping e) {
   switch (e) {
@@ -131,7 +99,7 @@ std::vector<float> pixels_for(const std::filesystem::path& image, const Preproce
 
 TEST_CASE("golden blip: preprocessing, vision states, cross K/V and first-step logits match the reference",
           "[golden][blip]") {
-  for (const auto& [model_name, m] : golden().at("models").items()) {
+  for (const auto& [model_name, m] : golden_file().at("models").items()) {
     const auto dir = kData / model_name;
     const BlipConfig config = load_blip_config(dir);
     Loaded l(dir);
@@ -174,7 +142,7 @@ TEST_CASE("golden blip: preprocessing, vision states, cross K/V and first-step l
 }
 
 TEST_CASE("golden blip: generation settings and the prompt rule follow BLIP's generate()", "[golden][blip]") {
-  for (const auto& [model_name, m] : golden().at("models").items()) {
+  for (const auto& [model_name, m] : golden_file().at("models").items()) {
     const auto dir = kData / model_name;
     Loaded l(dir);
     // No prompt: the decoder input is [bos] ([DEC]); generation stops at sep_token_id, not at
@@ -196,7 +164,7 @@ TEST_CASE("golden blip: generation settings and the prompt rule follow BLIP's ge
 }
 
 TEST_CASE("golden blip: greedy and beam search reproduce the reference (prompts as ids)", "[golden][blip]") {
-  for (const auto& [model_name, m] : golden().at("models").items()) {
+  for (const auto& [model_name, m] : golden_file().at("models").items()) {
     const auto dir = kData / model_name;
     const BlipConfig config = load_blip_config(dir);
     Loaded l(dir);
@@ -262,7 +230,7 @@ TEST_CASE("golden blip: greedy and beam search reproduce the reference (prompts 
 }
 
 TEST_CASE("golden blip: the Captioner reproduces the reference's captions, prompts given as text", "[golden][blip]") {
-  for (const auto& [model_name, m] : golden().at("models").items()) {
+  for (const auto& [model_name, m] : golden_file().at("models").items()) {
     const auto dir = kData / model_name;
     if (const auto why = tokenizer_unavailable(dir)) {
       // Catch2 v2 has no SKIP: say so on stdout, which CTest turns into a skipped test.
