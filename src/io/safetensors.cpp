@@ -1,13 +1,8 @@
 #include "src/io/safetensors.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -119,14 +114,6 @@ std::optional<std::uint64_t> as_unsigned(const json& v) {
   return std::nullopt;
 }
 
-struct Mapping {
-  void* addr = nullptr;
-  std::size_t size = 0;
-  ~Mapping() {
-    if (addr) ::munmap(addr, size);
-  }
-};
-
 }  // namespace
 
 std::int64_t TensorInfo::numel() const {
@@ -135,48 +122,21 @@ std::int64_t TensorInfo::numel() const {
   return n;
 }
 
-SafeTensorsFile::SafeTensorsFile(SafeTensorsFile&& other) noexcept
-    : path_(std::move(other.path_)),
-      map_(std::exchange(other.map_, nullptr)),
-      file_size_(std::exchange(other.file_size_, 0)),
-      tensors_(std::move(other.tensors_)),
-      index_(std::move(other.index_)),
-      metadata_(std::move(other.metadata_)) {}
+SafeTensorsFile::SafeTensorsFile(SafeTensorsFile&& other) noexcept = default;
 
-SafeTensorsFile& SafeTensorsFile::operator=(SafeTensorsFile&& other) noexcept {
-  if (this != &other) {
-    release();
-    path_ = std::move(other.path_);
-    map_ = std::exchange(other.map_, nullptr);
-    file_size_ = std::exchange(other.file_size_, 0);
-    tensors_ = std::move(other.tensors_);
-    index_ = std::move(other.index_);
-    metadata_ = std::move(other.metadata_);
-  }
-  return *this;
-}
+SafeTensorsFile& SafeTensorsFile::operator=(SafeTensorsFile&& other) noexcept = default;
 
-SafeTensorsFile::~SafeTensorsFile() { release(); }
+SafeTensorsFile::~SafeTensorsFile() = default;
 
 void SafeTensorsFile::release() {
-  if (map_) {
-    ::munmap(map_, file_size_);
-    map_ = nullptr;
-  }
+  map_.release();
   for (auto& t : tensors_) t.data = nullptr;
 }
 
 void SafeTensorsFile::evict(const TensorInfo& tensor) const {
-  if (!map_ || !tensor.data || tensor.nbytes == 0) return;
   // Whole pages only; a page shared with a neighbouring tensor is dropped too, which costs a
   // re-read from the page cache if that neighbour is loaded later, never wrong data.
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto base = reinterpret_cast<std::uintptr_t>(map_);
-  const auto begin = reinterpret_cast<std::uintptr_t>(tensor.data) / page * page;
-  const auto end = std::min(reinterpret_cast<std::uintptr_t>(tensor.data) + tensor.nbytes + page - 1,
-                            base + file_size_ + page - 1) / page * page;
-  if (begin < base || end <= begin) return;
-  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advisory: errors ignored
+  if (tensor.data) map_.evict(tensor.data, tensor.nbytes);
 }
 
 const TensorInfo* SafeTensorsFile::find(std::string_view name) const {
@@ -196,46 +156,18 @@ const TensorInfo& SafeTensorsFile::get(std::string_view name) const {
 }
 
 SafeTensorsFile SafeTensorsFile::open(const std::filesystem::path& path) {
-  const std::string file = path.string();
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw FormatError(fmt::format("{}: cannot open: {}", file, std::strerror(errno)));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw FormatError(fmt::format("{}: cannot stat: {}", file, std::strerror(err)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw FormatError(fmt::format("{}: not a regular file", file));
-  }
-  const auto size = static_cast<std::size_t>(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    throw FormatError(fmt::format(
-        "{}: file is {} bytes, shorter than the 8-byte header length of a safetensors file", file,
-        size));
-  }
-  Mapping mapping;
-  mapping.addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_err = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (mapping.addr == MAP_FAILED) {
-    mapping.addr = nullptr;
-    throw FormatError(
-        fmt::format("{}: cannot map {} bytes: {}", file, size, std::strerror(map_err)));
-  }
-  mapping.size = size;
-
   SafeTensorsFile result;
   result.path_ = path;
-  result.file_size_ = size;
-  result.parse_header(static_cast<const unsigned char*>(mapping.addr));
-  result.map_ = std::exchange(mapping.addr, nullptr);  // the tensors point into it
+  result.map_ = MappedFile::open(path);  // errors: cannot open / stat / map, not a regular file
+  if (result.map_.size() < 8)
+    throw FormatError(fmt::format(
+        "{}: file is {} bytes, shorter than the 8-byte header length of a safetensors file", path.string(),
+        result.map_.size()));
+  result.parse_header(result.map_.data());  // the tensors point into the mapping
   return result;
 }
 
-// Validates the header of the mapped file `bytes` (file_size_ bytes) and fills tensors_, index_
+// Validates the header of the mapped file `bytes` (map_.size() bytes) and fills tensors_, index_
 // and metadata_.
 void SafeTensorsFile::parse_header(const unsigned char* bytes) {
   const std::string file = path_.string();
@@ -245,12 +177,12 @@ void SafeTensorsFile::parse_header(const unsigned char* bytes) {
     throw FormatError(fmt::format(
         "{}: header length {} exceeds the 100000000-byte limit (corrupt file or not safetensors)",
         file, header_len));
-  if (header_len > file_size_ - 8)
+  if (header_len > map_.size() - 8)
     throw FormatError(fmt::format(
         "{}: header length {} runs past the end of the file ({} bytes after the length field)",
-        file, header_len, file_size_ - 8));
+        file, header_len, map_.size() - 8));
   const unsigned char* header = bytes + 8;
-  const std::size_t data_size = file_size_ - 8 - header_len;
+  const std::size_t data_size = map_.size() - 8 - header_len;
 
   std::size_t bad_at = 0;
   if (!is_valid_utf8(header, header_len, &bad_at))

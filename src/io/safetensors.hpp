@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "src/io/mapped_file.hpp"
 #include "src/tensor/tensor.hpp"
 
 namespace xcaption {
@@ -65,12 +66,12 @@ class SafeTensorsFile {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::filesystem::path& path() const { return path_; }
-  std::size_t file_size() const { return file_size_; }
+  std::size_t file_size() const { return map_.size(); }
 
   /// Unmaps the file early (after the weights were copied or reordered). Tensor metadata stays
   /// readable; every TensorInfo::data becomes null. Idempotent.
   void release();
-  bool released() const { return map_ == nullptr; }
+  bool released() const { return !map_.mapped(); }
 
   /// Drops the pages holding `tensor` (one of this file's) from the process's resident memory
   /// once its values were copied: the mapping stays valid and a later read faults them in again
@@ -82,8 +83,7 @@ class SafeTensorsFile {
   void parse_header(const unsigned char* bytes);
 
   std::filesystem::path path_;
-  void* map_ = nullptr;
-  std::size_t file_size_ = 0;
+  MappedFile map_;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, std::size_t, std::less<>> index_;  // name -> position in tensors_
   std::map<std::string, std::string> metadata_;
