@@ -102,6 +102,11 @@ ALL_TASK_INPUTS = {  # every task of the processor, with an input where the task
     "<REGION_TO_DESCRIPTION>": "<REGION_TO_DESCRIPTION><loc_52><loc_332><loc_932><loc_774>",
     "<REGION_TO_OCR>": "<REGION_TO_OCR><loc_52><loc_332><loc_932><loc_774>",
 }
+PROMPT_VARIANTS = [  # where remote and native _construct_prompts differ (native strips the input)
+    "<CAPTION_TO_PHRASE_GROUNDING> a dog  ",
+    "<OPEN_VOCABULARY_DETECTION>car",
+    "plain text without a task token",
+]
 MAX_NEW = 32
 TUNE = dict(head_gain=1.5, eos_norm=4.0, loc_scale=0.7, ramp=0.2, loc_run=1.5)
 CASES = [  # (name, generate() arguments); the folder's defaults give num_beams 3
@@ -127,12 +132,15 @@ def tensor(a, digits: int = 7) -> dict:
     return {"shape": list(a.shape), "data": data}
 
 
-def summary(a, n: int = 16) -> dict:
-    """shape, sum, sum of |x|, the first and last n values (row-major)."""
+def summary(a, n: int = 16, strided: int = 64) -> dict:
+    """shape, sum, sum of |x|, the first and last n values (row-major) and `strided` values at
+    flat indices (i * size) // strided, i = 0..strided-1."""
     a = np.asarray(a, dtype=np.float64)
     flat = a.reshape(-1)
+    idx = [(i * flat.size) // strided for i in range(strided)]
     return {"shape": list(a.shape), "sum": fl(flat.sum()), "abs_sum": fl(np.abs(flat).sum()),
-            "first": [fl(v) for v in flat[:n]], "last": [fl(v) for v in flat[-n:]]}
+            "first": [fl(v) for v in flat[:n]], "last": [fl(v) for v in flat[-n:]],
+            "strided": [fl(flat[i]) for i in idx]}
 
 
 def dumps(obj, indent: int = 0) -> str:
@@ -494,6 +502,10 @@ def main() -> None:
         "first_added_id": len(vocab), "loc_0_id": tr.token_to_id["<loc_0>"], "loc_999_id": tr.token_to_id["<loc_999>"],
         "image_token_id": tn.token_to_id["<image>"],
         "task_prompts": prompts,
+        "prompt_variants": [{"input": v, "prompt": fl2.construct_prompt(v, "remote"),
+                             "native_prompt": fl2.construct_prompt(v, "native"),
+                             "remote_ids": fl2.prompt_ids(tr, v, "remote"), "native_ids": fl2.prompt_ids(tn, v, "native")}
+                            for v in PROMPT_VARIANTS],
         "encode": [{"text": s, "ids": tr.encode(s, add_special_tokens=False),
                     "ids_with_specials": tr.encode(s, add_special_tokens=True)} for s in TOKENIZE_CASES],
     }
