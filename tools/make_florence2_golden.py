@@ -469,6 +469,22 @@ TOKENIZE_CASES = [
 ]
 
 
+def check_post_processing_by_hand() -> None:
+    """A few results worked out from processing_florence2.py by hand (not by the reference)."""
+    od = fl2.post_process_generation(POST_CASES[2][2], "<OD>", (640, 480), "remote")["<OD>"]
+    want = [(52 + 0.5) * 0.64, (332 + 0.5) * 0.48, (932 + 0.5) * 0.64, (774 + 0.5) * 0.48]
+    assert all(abs(a - b) < 1e-4 for a, b in zip(od["bboxes"][0], want)), od
+    assert od["labels"] == ["car", "door handle", "wheel", "wheel"], od
+    nat = fl2.post_process_generation(POST_CASES[2][2], "<OD>", (640, 480), "native")["<OD>"]
+    assert nat["bboxes"][0] == [33, 159, 596, 371], nat
+    ocr = fl2.post_process_generation(POST_CASES[7][2], "<OCR_WITH_REGION>", (640, 480), "remote")["<OCR_WITH_REGION>"]
+    assert ocr["labels"] == ["</s>HELLO", "WORLD 2"], ocr  # remote removes only <s>
+    pg = fl2.post_process_generation(POST_CASES[9][2], "<CAPTION_TO_PHRASE_GROUNDING>", (640, 480), "remote")
+    assert pg["<CAPTION_TO_PHRASE_GROUNDING>"]["labels"] == ["A red car", "a dog", "a dog", "Image"], pg
+    poly = fl2.post_process_generation(POST_CASES[11][2], "<REFERRING_EXPRESSION_SEGMENTATION>", (640, 480), "native")
+    assert [len(p) for p in poly["<REFERRING_EXPRESSION_SEGMENTATION>"]["polygons"][0]] == [6, 4], poly
+
+
 def main() -> None:
     torch.set_num_threads(1)
     image_names = sorted(p.name for p in IMAGES.glob("*.png"))
@@ -511,6 +527,7 @@ def main() -> None:
     }
     for ids in ([2, 0] + tr.encode(" a photo of", add_special_tokens=False) + [tr.token_to_id["<loc_7>"], 2, 1],):
         golden["tokenizer"]["decode"] = {"ids": ids, "text": tr.decode(ids), "text_skip_special": tr.decode(ids, True)}
+    check_post_processing_by_hand()
     for name, task, text, size in POST_CASES:
         golden["post_processing"].append({
             "name": name, "task": task, "text": text, "image_size": list(size),
