@@ -186,6 +186,9 @@ class Backend {
   virtual void add_rows(const float* src, std::int64_t src_ld, std::int64_t rows, std::int64_t cols,
                         float* dst, std::int64_t dst_ld);
 
+  /// dst[r, c] *= scale for rows x cols values with row stride dst_ld (BART's embed_scale).
+  virtual void scale_rows(float* dst, std::int64_t rows, std::int64_t cols, std::int64_t dst_ld, float scale);
+
   /// (tokens, heads * head_dim) rows at src (stride src_ld) to head-major blocks
   /// dst (heads, tokens, head_dim): each head's keys or values then read sequentially. The
   /// bf16 form rounds to nearest even (f32_to_bf16).

@@ -39,6 +39,13 @@ void Backend::add_rows(const float* src, std::int64_t src_ld, std::int64_t rows,
   }
 }
 
+void Backend::scale_rows(float* dst, std::int64_t rows, std::int64_t cols, std::int64_t dst_ld, float scale) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* d = dst + r * dst_ld;
+    for (std::int64_t c = 0; c < cols; ++c) d[c] *= scale;
+  }
+}
+
 void Backend::split_heads(const float* src, std::int64_t src_ld, std::int64_t tokens,
                           std::int64_t heads, std::int64_t head_dim, float* dst) {
   for (std::int64_t h = 0; h < heads; ++h)
