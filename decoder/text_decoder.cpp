@@ -93,9 +93,10 @@ void TextDecoder::embed(const std::int64_t* ids, std::int64_t rows, float* dst, 
 
 std::unique_ptr<blocks::KvCache> TextDecoder::start(const float* states, std::int64_t tokens,
                                                     std::int64_t rows, std::int64_t max_positions) {
-  if (max_positions > spec_.positions)
+  // The last token of a max_positions-long sequence is never fed, so it needs no position.
+  if (max_positions - 1 > spec_.positions)
     throw InputError(fmt::format("generation needs {} positions, but the decoder has n_positions = {}",
-                                 max_positions, spec_.positions));
+                                 max_positions - 1, spec_.positions));
   auto cache = std::make_unique<blocks::KvCache>(backend_, num_layers(), spec_.width, spec_.heads, cross_bf16_);
   cache->reserve(rows, max_positions, tokens);
   ws_.reserve(std::max(rows, ws_.rows), max_positions, tokens, spec_.width, spec_.heads, ffn_);

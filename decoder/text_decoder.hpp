@@ -77,7 +77,7 @@ class TextDecoder {
 
   /// A new decoding state for `rows` rows of up to `max_positions` tokens, with the cross
   /// attention keys/values of every layer computed from `encoder_states` (tokens, cross_width).
-  /// Throws InputError when max_positions exceeds the position table.
+  /// Throws InputError when the max_positions - 1 tokens ever fed exceed the position table.
   std::unique_ptr<blocks::KvCache> start(const float* encoder_states, std::int64_t tokens,
                                          std::int64_t rows, std::int64_t max_positions);
 
