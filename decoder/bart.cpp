@@ -28,6 +28,8 @@ void parse_bart(const Node& n, BartConfig& c) {
   c.bos_token_id = get_int(n, "bos_token_id", c.bos_token_id);
   c.eos_token_id = get_int(n, "eos_token_id", c.eos_token_id);
   c.decoder_start_token_id = get_int(n, "decoder_start_token_id", c.decoder_start_token_id);
+  // (normalize_before, add_final_layer_norm and add_bias_logits, which old BART configs carry,
+  // are read by no transformers BART code.)
   for (const auto& [key, value] :
        {std::pair{"vocab_size", c.vocab_size}, {"d_model", c.d_model}, {"encoder_layers", c.encoder_layers},
         {"decoder_layers", c.decoder_layers}, {"encoder_attention_heads", c.encoder_attention_heads},

@@ -75,6 +75,26 @@ Florence2Config load_florence2_config(const fs::path& dir, const json& config, F
                              "Florence-2's CLIPImageProcessor (plain resize to size, rescale, normalize, no crop)"};
   c.preprocessor = load_preprocessor_config(dir, kinds, pre, size, size, &c.has_preprocessor_config_file);
   c.image_size = size;
+
+  // ref: transformers Florence2Processor(post_processor_config=...): the phrase-grounding ban list.
+  const fs::path proc_path = dir / "processor_config.json";
+  if (layout == Florence2Layout::native && fs::is_regular_file(proc_path, ec)) {
+    const json p = read_json_object(proc_path);
+    const json* list = nullptr;
+    if (auto a = p.find("post_processor_config"); a != p.end() && a->is_object())
+      if (auto b = a->find("phrase_grounding"); b != a->end() && b->is_object())
+        if (auto t = b->find("banned_grounding_tokens"); t != b->end()) list = &*t;
+    if (list) {
+      if (!list->is_array())
+        throw FormatError(fmt::format("{}: post_processor_config.phrase_grounding.banned_grounding_tokens: expected a list",
+                                      proc_path.string()));
+      for (const auto& t : *list) {
+        if (!t.is_string())
+          throw FormatError(fmt::format("{}: banned_grounding_tokens: expected strings, got {}", proc_path.string(), t.dump()));
+        c.banned_grounding_tokens.push_back(t.get<std::string>());
+      }
+    }
+  }
   return c;
 }
 

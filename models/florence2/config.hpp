@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "decoder/bart.hpp"
 #include "encoders/davit.hpp"
@@ -26,6 +28,8 @@ struct Florence2Config {
   bool has_preprocessor_config_file = false;
   bool has_generation_config_file = false;
   std::int64_t image_size = 768;  // preprocessor size; the vision tower's input
+  /// native: processor_config.json post_processor_config.phrase_grounding.banned_grounding_tokens.
+  std::vector<std::string> banned_grounding_tokens;
 };
 
 /// True for config.json of model_type "florence2".

@@ -95,8 +95,11 @@ std::unique_ptr<CaptionModel> load(const FamilyLoad& f) {
     // (after the <image> placeholders, which the image features replace) and adds none.
     return native ? tokenizer.encode("<s>" + prompt + "</s>", false) : tokenizer.encode(prompt, true);
   };
-  parts.tasks.post_process = [native](const std::string& task, const std::string& text, std::int64_t w,
-                                      std::int64_t h) { return florence2::post_process(task, text, w, h, native); };
+  florence2::PostProcessFlavor flavor;
+  flavor.native = native;
+  if (native) flavor.banned_grounding_tokens = c.banned_grounding_tokens;
+  parts.tasks.post_process = [flavor](const std::string& task, const std::string& text, std::int64_t w,
+                                      std::int64_t h) { return florence2::post_process(task, text, w, h, flavor); };
   parts.prompt = [](const Tokenizer&, const GenerationConfig& g, std::optional<std::string_view> prompt) {
     if (prompt)
       throw InputError("Florence-2 takes no --prompt: choose a --task (and its --text); the decoder starts from "

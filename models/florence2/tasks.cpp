@@ -91,19 +91,15 @@ std::string ascii_only(const std::string& s) {
 // ref: BoxQuantizer / CoordinatesQuantizer.dequantize, mode 'floor', 1000 bins: (bin + 0.5) *
 // (size / bins), computed as torch does it on an int64 tensor: float32 values times the float32
 // rounding of the Python float size / bins.
-float dequantize(long long bin, std::int64_t size) {
+// transformers' dequantize then casts to int32 (.int(): toward zero).
+float dequantize(long long bin, std::int64_t size, bool native) {
   const float per_bin = static_cast<float>(static_cast<double>(size) / 1000.0);
-  return static_cast<float>(static_cast<double>(bin) + 0.5) * per_bin;
+  const float v = static_cast<float>(static_cast<double>(bin) + 0.5) * per_bin;
+  return native ? static_cast<float>(static_cast<std::int32_t>(v)) : v;
 }
 
-ojson dequantized_box(const std::smatch& m, std::int64_t w, std::int64_t h, std::vector<float>& points) {
-  ojson box = ojson::array();
-  for (int j = 0; j < 4; ++j) {
-    const float v = dequantize(std::stoll(m[j + 1].str()), j % 2 == 0 ? w : h);
-    points.push_back(v);
-    box.push_back(static_cast<double>(v));
-  }
-  return box;
+void dequantized_box(const std::smatch& m, std::int64_t w, std::int64_t h, bool native, std::vector<float>& points) {
+  for (int j = 0; j < 4; ++j) points.push_back(dequantize(std::stoll(m[j + 1].str()), j % 2 == 0 ? w : h, native));
 }
 
 const std::regex& phrase_regex() {
@@ -135,14 +131,19 @@ struct Labeled {
 };
 
 // ref: parse_description_with_bboxes_from_text_and_spans (no scores: text input).
-std::vector<Labeled> parse_bboxes(const std::string& raw, std::int64_t w, std::int64_t h, bool allow_empty_phrase) {
+std::vector<Labeled> parse_bboxes(const std::string& raw, std::int64_t w, std::int64_t h, bool allow_empty_phrase,
+                                  bool native) {
   const std::string text = remove_markers(raw);
   static const std::regex with_phrase(R"(([^<]+(?:<loc_\d+>){4,}))");
   static const std::regex empty_phrase(R"((?:(?:<loc_\d+>){4,}))");
   std::vector<Labeled> out;
-  for (const std::string& phrase_text : find_all(text, allow_empty_phrase ? empty_phrase : with_phrase, 0)) {
+  for (std::string phrase_text : find_all(text, allow_empty_phrase ? empty_phrase : with_phrase, 0)) {
+    // The hub's code removes <ground> into a copy it then overwrites: only <obj> goes; native
+    // removes both from the phrase text itself.
     std::string stripped = phrase_text;
-    replace_first(stripped, "<obj>");  // (the reference's <ground> removal is overwritten by this one)
+    if (native) replace_first(stripped, "<ground>");
+    replace_first(stripped, "<obj>");
+    if (native) phrase_text = stripped;
     if (stripped.empty() && !allow_empty_phrase) continue;
     std::smatch pm;
     if (!std::regex_search(stripped, pm, phrase_regex())) continue;
@@ -152,7 +153,7 @@ std::vector<Labeled> parse_bboxes(const std::string& raw, std::int64_t w, std::i
     for (auto it = std::sregex_iterator(phrase_text.begin(), phrase_text.end(), box_regex());
          it != std::sregex_iterator(); ++it) {
       std::vector<float> pts;
-      dequantized_box(*it, w, h, pts);
+      dequantized_box(*it, w, h, native, pts);
       l.shapes.push_back(std::move(pts));
     }
     if (l.shapes.empty()) continue;
@@ -175,26 +176,32 @@ const std::set<std::string>& grounding_black_list() {
 }
 
 // ref: parse_phrase_grounding_from_text_and_spans.
-std::vector<Labeled> parse_grounding(const std::string& raw, std::int64_t w, std::int64_t h) {
+std::vector<Labeled> parse_grounding(const std::string& raw, std::int64_t w, std::int64_t h,
+                                     const PostProcessFlavor& flavor) {
+  const bool native = flavor.native;
   const std::string text = remove_markers(raw);
   static const std::regex phrases(R"(([^<]+(?:<loc_\d+>){4,}))");
+  const std::set<std::string> banned(flavor.banned_grounding_tokens.begin(), flavor.banned_grounding_tokens.end());
   std::vector<Labeled> out;
-  for (const std::string& phrase_text : find_all(text, phrases, 0)) {
+  for (std::string phrase_text : find_all(text, phrases, 0)) {
     std::string stripped = phrase_text;
+    if (native) replace_first(stripped, "<ground>");
     replace_first(stripped, "<obj>");
+    if (native) phrase_text = stripped;
     if (stripped.empty()) continue;
     std::smatch pm;
     if (!std::regex_search(stripped, pm, phrase_regex())) continue;
+    const std::string phrase = strip(pm[0].str());
+    // native checks its ban list before looking for boxes, the hub's code after: same outcome.
+    if ((native ? banned : grounding_black_list()).count(phrase)) continue;
     Labeled l;
     for (auto it = std::sregex_iterator(phrase_text.begin(), phrase_text.end(), box_regex());
          it != std::sregex_iterator(); ++it) {
       std::vector<float> pts;
-      dequantized_box(*it, w, h, pts);
+      dequantized_box(*it, w, h, native, pts);
       l.shapes.push_back(std::move(pts));
     }
     if (l.shapes.empty()) continue;
-    const std::string phrase = strip(pm[0].str());
-    if (grounding_black_list().count(phrase)) continue;
     l.label = ascii_only(phrase);
     out.push_back(std::move(l));
   }
@@ -202,18 +209,21 @@ std::vector<Labeled> parse_grounding(const std::string& raw, std::int64_t w, std
 }
 
 // ref: parse_description_with_polygons_from_text_and_spans (with_box_at_start false).
-std::vector<Labeled> parse_polygons(const std::string& raw, std::int64_t w, std::int64_t h, bool allow_empty_phrase) {
+std::vector<Labeled> parse_polygons(const std::string& raw, std::int64_t w, std::int64_t h, bool allow_empty_phrase,
+                                    bool native) {
   const std::string text = remove_markers(raw);
   static const std::regex with_phrase(R"(([^<]+(?:<loc_\d+>|<sep>|<poly>|</poly>){4,}))");
   static const std::regex empty_phrase(R"((?:(?:<loc_\d+>|<sep>|<poly>|</poly>){4,}))");
   static const std::regex phrase_string(R"(^\s*(.*?)(?=<od>|</od>|<box>|</box>|<bbox>|</bbox>|<loc_|<poly>))");
   static const std::regex box_pattern(R"(((?:<loc_\d+>)+)(?:<sep>|$))");
   static const std::regex instance_pattern(R"(<poly>(.*?)</poly>)");
-  static const std::regex leading_loc(R"(^loc_\d+>)");
+  static const std::regex leading_loc(R"(^loc_\d+>)");         // the hub's (never matches: no '<')
+  static const std::regex leading_loc_native(R"(^<loc_\d+>)");
   static const std::regex loc(R"(<loc_(\d+)>)");
   std::vector<Labeled> out;
   for (const std::string& phrase_text : find_all(text, allow_empty_phrase ? empty_phrase : with_phrase, 0)) {
-    const std::string stripped = std::regex_replace(phrase_text, leading_loc, "", std::regex_constants::format_first_only);
+    const std::string stripped = std::regex_replace(phrase_text, native ? leading_loc_native : leading_loc, "",
+                                                    std::regex_constants::format_first_only);
     if (stripped.empty() && !allow_empty_phrase) continue;
     std::smatch pm;
     if (!std::regex_search(stripped, pm, phrase_string)) continue;
@@ -231,7 +241,7 @@ std::vector<Labeled> parse_polygons(const std::string& raw, std::int64_t w, std:
         for (const std::string& b : find_all(polygon, loc, 1)) bins.push_back(std::stoll(b));
         if (bins.size() % 2 == 1) bins.pop_back();  // an unpaired last value is dropped
         std::vector<float> pts;
-        for (std::size_t i = 0; i < bins.size(); ++i) pts.push_back(dequantize(bins[i], i % 2 == 0 ? w : h));
+        for (std::size_t i = 0; i < bins.size(); ++i) pts.push_back(dequantize(bins[i], i % 2 == 0 ? w : h, native));
         l.shapes.push_back(std::move(pts));
       }
       if (l.shapes.empty()) continue;
@@ -241,9 +251,15 @@ std::vector<Labeled> parse_polygons(const std::string& raw, std::int64_t w, std:
   return out;
 }
 
-ojson floats(const std::vector<float>& v) {
+// Coordinates as .tolist() gives them: Python floats of the float32 values, or ints (native).
+ojson floats(const std::vector<float>& v, bool native) {
   ojson a = ojson::array();
-  for (float f : v) a.push_back(static_cast<double>(f));
+  for (float f : v) {
+    if (native)
+      a.push_back(static_cast<std::int64_t>(f));
+    else
+      a.push_back(static_cast<double>(f));
+  }
   return a;
 }
 
@@ -307,7 +323,8 @@ std::string construct_prompt(std::string_view task, const std::optional<std::str
 }
 
 TaskResult post_process(const std::string& task, const std::string& text, std::int64_t w, std::int64_t h,
-                        bool native) {
+                        const PostProcessFlavor& flavor) {
+  const bool native = flavor.native;
   TaskResult r;
   r.task = task;
   r.text = text;
@@ -323,38 +340,39 @@ TaskResult post_process(const std::string& task, const std::string& text, std::i
     replace_all(t, "</s>", "");
     answer = native ? strip(t) : t;
   } else if (type == "description_with_bboxes" || type == "bboxes" || type == "phrase_grounding") {
-    const std::vector<Labeled> items = type == "phrase_grounding" ? parse_grounding(text, w, h)
-                                                                  : parse_bboxes(text, w, h, type == "bboxes");
+    const std::vector<Labeled> items = type == "phrase_grounding" ? parse_grounding(text, w, h, flavor)
+                                                                  : parse_bboxes(text, w, h, type == "bboxes", native);
     ojson boxes = ojson::array(), labels = ojson::array();
     for (const auto& l : items)
       for (const auto& s : l.shapes) {
-        boxes.push_back(floats(s));
+        boxes.push_back(floats(s, native));
         labels.push_back(l.label);
       }
     answer = {{"bboxes", boxes}, {"labels", labels}};
     add_shapes(items, TaskShape::Kind::Box);
   } else if (type == "ocr") {
-    // ref: parse_ocr_from_text_and_spans: only <s> is removed, so the first label keeps the
-    // decoder start token's "</s>" as transformers prints it.
-    std::string t = text;
+    // ref: parse_ocr_from_text_and_spans: the hub's code removes only <s>, so the first label
+    // keeps the decoder start token's "</s>"; native removes the markers and strips labels.
+    std::string t = native ? remove_markers(text) : text;
     replace_all(t, "<s>", "");
     static const std::regex ocr(
         R"((.+?)<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>)");
     ojson quads = ojson::array(), labels = ojson::array();
     for (auto it = std::sregex_iterator(t.begin(), t.end(), ocr); it != std::sregex_iterator(); ++it) {
       std::vector<float> q;
-      for (int j = 0; j < 8; ++j) q.push_back(dequantize(std::stoll((*it)[j + 2].str()), j % 2 == 0 ? w : h));
-      quads.push_back(floats(q));
-      labels.push_back((*it)[1].str());
-      r.shapes.push_back({TaskShape::Kind::Quad, (*it)[1].str(), q});
+      for (int j = 0; j < 8; ++j) q.push_back(dequantize(std::stoll((*it)[j + 2].str()), j % 2 == 0 ? w : h, native));
+      const std::string label = native ? strip((*it)[1].str()) : (*it)[1].str();
+      quads.push_back(floats(q, native));
+      labels.push_back(label);
+      r.shapes.push_back({TaskShape::Kind::Quad, label, q});
     }
     answer = {{"quad_boxes", quads}, {"labels", labels}};
   } else if (type == "polygons") {
-    const std::vector<Labeled> items = parse_polygons(text, w, h, /*allow_empty_phrase=*/true);
+    const std::vector<Labeled> items = parse_polygons(text, w, h, /*allow_empty_phrase=*/true, native);
     ojson polygons = ojson::array(), labels = ojson::array();
     for (const auto& l : items) {
       ojson p = ojson::array();
-      for (const auto& s : l.shapes) p.push_back(floats(s));
+      for (const auto& s : l.shapes) p.push_back(floats(s, native));
       polygons.push_back(p);
       labels.push_back(l.label);
     }
@@ -363,19 +381,19 @@ TaskResult post_process(const std::string& task, const std::string& text, std::i
   } else {  // description_with_bboxes_or_polygons
     ojson boxes = ojson::array(), box_labels = ojson::array(), polygons = ojson::array(), poly_labels = ojson::array();
     if (text.find("<poly>") != std::string::npos) {
-      const std::vector<Labeled> items = parse_polygons(text, w, h, false);
+      const std::vector<Labeled> items = parse_polygons(text, w, h, false, native);
       for (const auto& l : items) {
         ojson p = ojson::array();
-        for (const auto& s : l.shapes) p.push_back(floats(s));
+        for (const auto& s : l.shapes) p.push_back(floats(s, native));
         polygons.push_back(p);
         poly_labels.push_back(l.label);
       }
       add_shapes(items, TaskShape::Kind::Polygon);
     } else {
-      const std::vector<Labeled> items = parse_bboxes(text, w, h, false);
+      const std::vector<Labeled> items = parse_bboxes(text, w, h, false, native);
       for (const auto& l : items)
         for (const auto& s : l.shapes) {
-          boxes.push_back(floats(s));
+          boxes.push_back(floats(s, native));
           box_labels.push_back(l.label);
         }
       add_shapes(items, TaskShape::Kind::Box);

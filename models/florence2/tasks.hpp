@@ -34,10 +34,17 @@ bool takes_input(std::string_view task);
 /// processor's "should be the only token" assertion).
 std::string construct_prompt(std::string_view task, const std::optional<std::string>& text, bool native);
 
+/// Which processor's post-processing: the hub's (Florence2PostProcesser) or transformers'
+/// (Florence2PostProcessor: integer coordinates, stripped pure text and OCR labels, <ground>
+/// removed too, the phrase-grounding ban list from processor_config.json).
+struct PostProcessFlavor {
+  bool native = false;
+  std::vector<std::string> banned_grounding_tokens;  // native only; the hub's list is built in
+};
+
 /// post_process_generation(text, task, image_size=(width, height)) as a TaskResult: the JSON
-/// {task: answer} and the shapes of the answer. `native`: transformers' processor (pure text is
-/// also stripped).
+/// {task: answer} and the shapes of the answer. An unknown task is read as pure text.
 TaskResult post_process(const std::string& task, const std::string& text, std::int64_t width, std::int64_t height,
-                        bool native);
+                        const PostProcessFlavor& flavor);
 
 }  // namespace xcaption::florence2
