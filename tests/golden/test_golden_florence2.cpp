@@ -16,7 +16,9 @@
 #include <nlohmann/json.hpp>
 
 #include <xcaption/captioner.hpp>
+#include <xcaption/errors.hpp>
 
+#include "decoder/bart.hpp"
 #include "encoders/image_processor.hpp"
 #include "models/family.hpp"
 #include "models/florence2/config.hpp"
@@ -97,6 +99,94 @@ std::vector<float> pixels_for(const std::string& image, const PreprocessorConfig
 bool native_layout(const json& m) { return m.at("layout") == "native"; }
 
 }  // namespace
+
+namespace {
+// The decoder alone as a StepModel, for generation over states given from outside.
+class DecoderOnly final : public StepModel {
+ public:
+  explicit DecoderOnly(TextDecoder& d) : d_(d) {}
+  std::int64_t vocab_size() const override { return d_.vocab_size(); }
+  std::int64_t attention_floats() const override { return 0; }
+  void step(std::span<DecoderState* const> groups, const std::int64_t* tokens, float* logits, float*) override {
+    std::vector<blocks::KvCache*> caches;
+    for (DecoderState* g : groups) caches.push_back(static_cast<blocks::KvCache*>(g));
+    d_.step(caches, tokens, logits, nullptr);
+  }
+
+ private:
+  TextDecoder& d_;
+};
+
+BartNames bart_names(bool native) {
+  BartNames n;
+  const std::string lm = native ? "model.language_model." : "language_model.model.";
+  n.encoder = lm + "encoder.";
+  n.decoder = lm + "decoder.";
+  n.shared = lm + "shared.weight";
+  n.head = native ? "lm_head.weight" : "language_model.lm_head.weight";
+  if (!native) n.head_bias = "language_model.final_logits_bias";
+  return n;
+}
+}  // namespace
+
+TEST_CASE("golden florence2: BART encoder and decoder on the reference's image features", "[golden][florence2]") {
+  // Independent of the vision tower: the first image's full image_features go straight into
+  // the text encoder with the <CAPTION> prompt; encoder states, the first two steps' logits and
+  // the greedy tokens are compared.
+  for (const auto& [model_name, m] : golden_file().at("models").items()) {
+    SECTION(model_name) {
+      const auto dir = kData / model_name;
+      const bool native = native_layout(m);
+      const json config = read_model_config(dir);
+      const Florence2Config c =
+          load_florence2_config(dir, config, native ? Florence2Layout::native : Florence2Layout::remote);
+      const BartNames names = bart_names(native);
+      const TextEncoderSpec es = bart_encoder_spec(c.text, names);
+      const TextDecoderSpec ds = bart_decoder_spec(c.text, names);
+      const WeightStore weights = WeightStore::open(dir);
+      std::vector<ExpectedTensor> table;
+      TextDecoder::describe(ds, table);
+      TextEncoder::describe(es, true, table);
+      weights.validate(table);
+      auto backend = make_onednn_backend();
+      TextDecoder decoder(ds, weights, *backend, 1, 64);
+      TextEncoder encoder(es, weights, *backend, &decoder, 64);
+      CHECK(decoder.head_tied());
+
+      const json& img = m.at("images").begin().value();
+      const json& features = img.at("image_features");
+      REQUIRE(features.contains("data"));
+      const std::vector<float> f = golden::values(features);
+      const std::int64_t t = features.at("shape")[0].get<std::int64_t>(), d = c.text.d_model;
+      const json& task = img.at("tasks").at("<CAPTION>");
+      const auto ids = task.at("prompt_ids").get<std::vector<std::int64_t>>();
+      const std::int64_t total = t + static_cast<std::int64_t>(ids.size());
+      std::vector<float> states(static_cast<std::size_t>(total * d));
+      encoder.forward(f.data(), t, ids, states.data());
+      check_tensor("encoder_out", states.data(), states.size(), task.at("encoder_out"), 1e-4);
+
+      auto cache = decoder.start(states.data(), total, 1, 8);
+      blocks::KvCache* group = cache.get();
+      const auto vocab = static_cast<std::size_t>(decoder.vocab_size());
+      std::vector<float> logits(2 * vocab);
+      for (std::int64_t s = 0; s < 2; ++s) {
+        const std::int64_t token = s == 0 ? 2 : 0;
+        decoder.step({&group, 1}, &token, logits.data() + s * vocab, nullptr);
+      }
+      check_tensor("first_step_logits", logits.data(), logits.size(), task.at("first_step_logits"), 1e-4);
+
+      const json& greedy = task.at("cases").at("greedy");
+      DecodeSettings settings = resolve_settings(c.generation, golden::options_from(greedy.at("params"), "golden_florence2.json"),
+                                                 {c.text.decoder_start_token_id}, c.text.max_position_embeddings);
+      auto state = decoder.start(states.data(), total, 1, settings.max_length);
+      DecoderOnly model(decoder);
+      const DecodeResult r = xcaption::decode(model, *state, settings, false);
+      auto want = greedy.at("sequence").get<std::vector<std::int64_t>>();
+      want.erase(want.begin());
+      CHECK(r.tokens == want);
+    }
+  }
+}
 
 TEST_CASE("golden florence2: the processor's tokens and every task's prompt ids", "[golden][florence2]") {
   const json& g = golden_file();

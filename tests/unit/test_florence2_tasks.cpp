@@ -39,7 +39,7 @@ TEST_CASE("florence2: the processor's 1,024 added tokens in its order", "[floren
 }
 
 TEST_CASE("florence2: added tokens take the next ids, are special and match inside text", "[florence2]") {
-  const std::string dir = std::string(XCAPTION_TEST_DATA) + "/tiny-vit-gpt2";
+  const std::string dir = std::string(XCAPTION_TEST_DATA) + "/tiny-florence2-remote";
   const Tokenizer plain = Tokenizer::load(dir);
   const Tokenizer t = Tokenizer::load(dir, florence2::added_tokens());
   const std::int64_t base = plain.vocab_size();
