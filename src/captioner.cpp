@@ -306,6 +306,7 @@ std::vector<std::int64_t> Captioner::prompt_ids(const CaptionRequest& request) c
   std::optional<std::string_view> prompt;
   if (request.prompt) prompt = *request.prompt;
   const Impl& m = *impl_;
+  m.model->encoder_prompt(m.tokenizer, request.task, request.task_text);  // refuses a task it cannot run
   return resolve_settings(m.model->generation(), request.generation, m.model->decoder_prompt(m.tokenizer, prompt),
                           m.model->default_length_cap())
       .prompt;

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <iostream>
 
 #include <nlohmann/json.hpp>
 
@@ -29,9 +30,22 @@ const json& golden() {
 const json& golden_case(const std::string& model, const std::string& task, const std::string& c) {
   return golden()["models"][model]["images"]["img_45x30.png"]["tasks"][task]["cases"][c];
 }
+// The tiny models' vision tower (encoders/davit.cpp) may not be implemented yet: then the
+// cases print "XCAPTION-SKIPPED: ..." (CTest reports them as skipped) instead of passing.
+bool tower_missing() {
+  static const bool missing = [] {
+    const auto r = run_cli("info --model '" + kRemote + "'");
+    if (r.err.find("not implemented yet") == std::string::npos) return false;
+    std::cout << "XCAPTION-SKIPPED: " << r.err << std::endl;
+    return true;
+  }();
+  if (missing) std::cout << "XCAPTION-SKIPPED: the Florence-2 vision tower is not implemented yet" << std::endl;
+  return missing;
+}
 }  // namespace
 
 TEST_CASE("florence2 caption: the default task prints the post-processed caption", "[cli][florence2]") {
+  if (tower_missing()) return;
   const auto r = run_cli("caption --model '" + kRemote + "' --max-new-tokens 32 '" + kImage + "'");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
@@ -40,6 +54,7 @@ TEST_CASE("florence2 caption: the default task prints the post-processed caption
 }
 
 TEST_CASE("florence2 caption --task <OD> --json gives the task, its text and result", "[cli][florence2]") {
+  if (tower_missing()) return;
   for (const std::string model : {"tiny-florence2-remote", "tiny-florence2-native"}) {
     const auto r = run_cli("caption --model '" + (kData / model).string() + "' --task '<OD>' --max-new-tokens 32 --json '" +
                            kImage + "'");
@@ -57,6 +72,7 @@ TEST_CASE("florence2 caption --task <OD> --json gives the task, its text and res
 }
 
 TEST_CASE("florence2 caption --task with --text: phrase grounding", "[cli][florence2]") {
+  if (tower_missing()) return;
   const json& task = golden()["models"]["tiny-florence2-native"]["images"]["img_45x30.png"]["tasks"]
                              ["<CAPTION_TO_PHRASE_GROUNDING>"];
   const std::string input = task["input"].get<std::string>();
@@ -69,6 +85,7 @@ TEST_CASE("florence2 caption --task with --text: phrase grounding", "[cli][flore
 }
 
 TEST_CASE("florence2 caption --boxes draws the detected box on the image", "[cli][florence2]") {
+  if (tower_missing()) return;
   const auto dir = make_temp_dir("boxes");
   const auto png = dir / "boxes.png";
   const auto r = run_cli("caption --model '" + kRemote + "' --task '<OD>' --max-new-tokens 32 --boxes '" +
@@ -89,7 +106,21 @@ TEST_CASE("florence2 caption --boxes draws the detected box on the image", "[cli
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("florence2 info lists the tasks; task flags are errors where they cannot apply", "[cli][florence2]") {
+TEST_CASE("--task and --text on a model without tasks are errors", "[cli][florence2]") {
+  const std::string tiny = (kData / "tiny-vit-gpt2").string();
+  const auto no_tasks = run_cli("caption --model '" + tiny + "' --task '<OD>' '" + kImage + "'");
+  CHECK(no_tasks.exit_code == 5);
+  CHECK(no_tasks.err.find("has no tasks") != std::string::npos);
+  const auto text = run_cli("caption --model '" + tiny + "' --text 'a car' '" + kImage + "'");
+  CHECK(text.exit_code == 5);
+  CHECK(text.err.find("--text") != std::string::npos);
+  const auto boxes = run_cli("caption --model '" + tiny + "' --boxes /tmp/xcaption-no-boxes.png '" + kImage + "'");
+  CHECK(boxes.exit_code == 5);
+  CHECK(boxes.err.find("no tasks") != std::string::npos);
+}
+
+TEST_CASE("florence2 info lists the tasks and task flags are errors where they cannot apply", "[cli][florence2]") {
+  if (tower_missing()) return;
   const auto info = run_cli("info --model '" + kRemote + "' --json");
   INFO(info.err);
   REQUIRE(info.exit_code == 0);
@@ -98,9 +129,6 @@ TEST_CASE("florence2 info lists the tasks; task flags are errors where they cann
   CHECK(j["tasks"]["default"] == "<CAPTION>");
   CHECK(j["tasks"]["all"].size() == 15);
 
-  const auto no_tasks = run_cli("caption --model '" + (kData / "tiny-vit-gpt2").string() + "' --task '<OD>' '" + kImage + "'");
-  CHECK(no_tasks.exit_code == 5);
-  CHECK(no_tasks.err.find("has no tasks") != std::string::npos);
   const auto unknown = run_cli("caption --model '" + kRemote + "' --task '<NOPE>' '" + kImage + "'");
   CHECK(unknown.exit_code == 5);
   CHECK(unknown.err.find("unknown task '<NOPE>'") != std::string::npos);

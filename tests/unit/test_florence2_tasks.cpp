@@ -142,7 +142,7 @@ TEST_CASE("florence2: phrase grounding drops black-listed phrases and keeps seve
   CHECK(a.at("bboxes")[1][0].get<double>() == coord(5, 1000));
 }
 
-TEST_CASE("florence2: region proposals have empty labels; polygons pair coordinates", "[florence2]") {
+TEST_CASE("florence2: region proposals have empty labels, polygons pair coordinates", "[florence2]") {
   const json p = answer(florence2::post_process(
       "<REGION_PROPOSAL>", "</s><s><loc_1><loc_2><loc_3><loc_4><loc_5><loc_6><loc_7><loc_8></s>", 100, 200, kRemote));
   CHECK(p.at("labels") == json({"", ""}));
