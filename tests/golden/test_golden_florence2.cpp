@@ -21,6 +21,7 @@
 
 #include "decoder/bart.hpp"
 #include "encoders/image_processor.hpp"
+#include "models/caption_model.hpp"
 #include "models/family.hpp"
 #include "models/florence2/config.hpp"
 #include "models/florence2/tasks.hpp"
@@ -206,6 +207,109 @@ TEST_CASE("golden florence2: BART encoder and decoder on the reference's image f
       auto want = greedy.at("sequence").get<std::vector<std::int64_t>>();
       want.erase(want.begin());
       CHECK(r.tokens == want);
+    }
+  }
+}
+
+namespace {
+// An image tower that hands out given features (the reference's), so the CaptionModel seam can be
+// checked without the DaViT tower.
+class GivenFeatures final : public ImageEncoder {
+ public:
+  GivenFeatures(std::vector<float> f, std::int64_t tokens, std::int64_t width, std::int64_t side)
+      : f_(std::move(f)), tokens_(tokens), width_(width), side_(side) {}
+  std::int64_t image_height() const override { return 8; }
+  std::int64_t image_width() const override { return 8; }
+  std::int64_t num_tokens() const override { return tokens_; }
+  std::int64_t hidden_size() const override { return width_; }
+  TokenGrid grid() const override { return {tokens_, 1, side_, side_}; }
+  void forward(const float*, std::int64_t batch, float* out) override {
+    for (std::int64_t b = 0; b < batch; ++b) std::copy(f_.begin(), f_.end(), out + b * tokens_ * width_);
+  }
+  double flops() const override { return 0; }
+  std::string describe() const override { return "given features"; }
+  std::int64_t num_layers() const override { return 0; }
+  std::int64_t num_heads() const override { return 0; }
+  std::int64_t patch_size() const override { return 1; }
+
+ private:
+  std::vector<float> f_;
+  std::int64_t tokens_, width_, side_;
+};
+}  // namespace
+
+TEST_CASE("golden florence2: CaptionModel with a text encoder decodes every task of the reference, two images at once",
+          "[golden][florence2]") {
+  for (const auto& [model_name, m] : golden_file().at("models").items()) {
+    SECTION(model_name) {
+      const auto dir = kData / model_name;
+      const bool native = native_layout(m);
+      const json config = read_model_config(dir);
+      const Florence2Config c =
+          load_florence2_config(dir, config, native ? Florence2Layout::native : Florence2Layout::remote);
+      const BartNames names = bart_names(native);
+      const WeightStore weights = WeightStore::open(dir);
+      auto backend = make_onednn_backend();
+      const json& img = m.at("images").begin().value();
+      const json& features = img.at("image_features");
+      const std::int64_t t = features.at("shape")[0].get<std::int64_t>();
+      const auto size = img.at("original_size").get<std::vector<std::int64_t>>();
+
+      CaptionModelParts parts;
+      parts.family = "florence2-test";
+      parts.generation = c.generation;
+      parts.default_length_cap = c.text.max_position_embeddings;
+      parts.encoder = std::make_unique<GivenFeatures>(golden::values(features), t, c.text.d_model, 7);
+      parts.decoder = std::make_unique<TextDecoder>(bart_decoder_spec(c.text, names), weights, *backend, 3, t + 16);
+      parts.text_encoder =
+          std::make_unique<TextEncoder>(bart_encoder_spec(c.text, names), weights, *backend, parts.decoder.get(), t + 16);
+      parts.tasks.default_task = "<CAPTION>";
+      parts.tasks.names = florence2::task_names();
+      parts.tasks.encoder_prompt = [native](const Tokenizer& tok, const std::string& task,
+                                            const std::optional<std::string>& text) {
+        const std::string p = florence2::construct_prompt(task, text, native);
+        return native ? tok.encode("<s>" + p + "</s>", false) : tok.encode(p, true);
+      };
+      parts.prompt = [](const Tokenizer&, const GenerationConfig& g, std::optional<std::string_view>) {
+        return std::vector<std::int64_t>{*g.decoder_start_token_id};
+      };
+      CaptionModel model(std::move(parts), *backend);
+      const Tokenizer tok = Tokenizer::load(dir, florence2::added_tokens());
+      const florence2::PostProcessFlavor flavor{native, c.banned_grounding_tokens};
+
+      std::vector<float> pixels(2 * 3 * 8 * 8, 0.0f);
+      model.encode(pixels.data(), 2);
+      for (const auto& [task, tk] : img.at("tasks").items()) {
+        const auto [tname, text] = split_input(task, tk.at("input").get<std::string>());
+        const std::vector<std::int64_t> ids = model.encoder_prompt(tok, tname, text);
+        CHECK(ids == tk.at("prompt_ids").get<std::vector<std::int64_t>>());
+        for (const auto& [case_name, cs] : tk.at("cases").items()) {
+          INFO(model_name << " " << task << " " << case_name);
+          const DecodeSettings s = resolve_settings(model.generation(), golden::options_from(cs.at("params"), "golden_florence2.json"),
+                                                    model.decoder_prompt(tok, std::nullopt), model.default_length_cap());
+          CHECK(s.max_length == cs.at("resolved").at("max_length").get<std::int64_t>());
+          // Two images decoded together (both get the same features): each must give the
+          // reference's sequence, with attention over the image and prompt tokens.
+          auto a = model.start(0, s.num_beams, s.max_length, ids);
+          auto b = model.start(1, s.num_beams, s.max_length, ids);
+          CHECK(model.cross_tokens() == t + static_cast<std::int64_t>(ids.size()));
+          const std::vector<DecodeJob> jobs{{a.get(), &s, true}, {b.get(), &s, false}};
+          const std::vector<DecodeResult> r = decode_together(model, jobs);
+          auto want = cs.at("sequence").get<std::vector<std::int64_t>>();
+          const std::vector<std::int64_t> all = want;
+          want.erase(want.begin());
+          CHECK(r[0].tokens == want);
+          CHECK(r[1].tokens == want);
+          CHECK(r[0].attention.size() == r[0].tokens.size() * static_cast<std::size_t>(model.attention_floats()));
+          const double score = cs.at("mode") == "beam" ? cs.at("sequences_scores").get<double>()
+                                                       : cs.at("sum_logprobs").get<double>();
+          CHECK(r[0].sequence_score == Approx(score).margin(1e-4));
+          const std::string decoded = tok.decode(all, false);
+          CHECK(decoded == cs.at("text").get<std::string>());
+          const TaskResult pr = florence2::post_process(tname, decoded, size[0], size[1], flavor);
+          CHECK(json::parse(pr.json) == cs.at("post_processed"));
+        }
+      }
     }
   }
 }
