@@ -60,6 +60,7 @@ struct Florence2VisionSpec {
   std::int64_t window_size = 12;
   std::vector<Florence2StageSpec> stages;
   float eps = 1e-5f;  // every LayerNorm of the tower and the projector (torch's default)
+  Activation activation = Activation::GeluErf;  // the MLPs' (nn.GELU / activation_function "gelu")
 
   // Projector.
   std::int64_t projection_dim = 0;
@@ -75,6 +76,8 @@ struct Florence2VisionSpec {
   /// Side of the last stage's grid for image_size (24 for 768 with the default strides).
   std::int64_t grid() const;
   std::int64_t num_tokens() const;
+  /// Side of each stage's output grid for image_size.
+  std::vector<std::int64_t> stage_sides() const;
 };
 
 /// Reads `vision_config` (and the top-level projector keys of the remote layout) of a Florence-2
@@ -111,9 +114,9 @@ class Florence2VisionTower final : public ImageEncoder {
   std::int64_t num_heads() const override;
   std::int64_t patch_size() const override;
 
-  /// The backbone's output before the projector, (B, grid * grid, D) row-major over the grid:
-  /// for tests against the reference's vision-tower states. Valid after forward().
-  const float* backbone_states() const;
+  /// The backbone's state after each stage for one image, (side_i * side_i, dim_i) row-major over
+  /// the stage's grid: for tests against the reference's states. Runs the backbone once.
+  std::vector<FloatBuffer> stage_outputs(const float* pixels);
 
  private:
   struct Impl;

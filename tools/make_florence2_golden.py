@@ -102,6 +102,11 @@ ALL_TASK_INPUTS = {  # every task of the processor, with an input where the task
     "<REGION_TO_DESCRIPTION>": "<REGION_TO_DESCRIPTION><loc_52><loc_332><loc_932><loc_774>",
     "<REGION_TO_OCR>": "<REGION_TO_OCR><loc_52><loc_332><loc_932><loc_774>",
 }
+PROMPT_VARIANTS = [  # where remote and native _construct_prompts differ (native strips the input)
+    "<CAPTION_TO_PHRASE_GROUNDING> a dog  ",
+    "<OPEN_VOCABULARY_DETECTION>car",
+    "plain text without a task token",
+]
 MAX_NEW = 32
 TUNE = dict(head_gain=1.5, eos_norm=4.0, loc_scale=0.7, ramp=0.2, loc_run=1.5)
 CASES = [  # (name, generate() arguments); the folder's defaults give num_beams 3
@@ -127,12 +132,15 @@ def tensor(a, digits: int = 7) -> dict:
     return {"shape": list(a.shape), "data": data}
 
 
-def summary(a, n: int = 16) -> dict:
-    """shape, sum, sum of |x|, the first and last n values (row-major)."""
+def summary(a, n: int = 16, strided: int = 64) -> dict:
+    """shape, sum, sum of |x|, the first and last n values (row-major) and `strided` values at
+    flat indices (i * size) // strided, i = 0..strided-1."""
     a = np.asarray(a, dtype=np.float64)
     flat = a.reshape(-1)
+    idx = [(i * flat.size) // strided for i in range(strided)]
     return {"shape": list(a.shape), "sum": fl(flat.sum()), "abs_sum": fl(np.abs(flat).sum()),
-            "first": [fl(v) for v in flat[:n]], "last": [fl(v) for v in flat[-n:]]}
+            "first": [fl(v) for v in flat[:n]], "last": [fl(v) for v in flat[-n:]],
+            "strided": [fl(flat[i]) for i in idx]}
 
 
 def dumps(obj, indent: int = 0) -> str:
@@ -461,6 +469,22 @@ TOKENIZE_CASES = [
 ]
 
 
+def check_post_processing_by_hand() -> None:
+    """A few results worked out from processing_florence2.py by hand (not by the reference)."""
+    od = fl2.post_process_generation(POST_CASES[2][2], "<OD>", (640, 480), "remote")["<OD>"]
+    want = [(52 + 0.5) * 0.64, (332 + 0.5) * 0.48, (932 + 0.5) * 0.64, (774 + 0.5) * 0.48]
+    assert all(abs(a - b) < 1e-4 for a, b in zip(od["bboxes"][0], want)), od
+    assert od["labels"] == ["car", "door handle", "wheel", "wheel"], od
+    nat = fl2.post_process_generation(POST_CASES[2][2], "<OD>", (640, 480), "native")["<OD>"]
+    assert nat["bboxes"][0] == [33, 159, 596, 371], nat
+    ocr = fl2.post_process_generation(POST_CASES[7][2], "<OCR_WITH_REGION>", (640, 480), "remote")["<OCR_WITH_REGION>"]
+    assert ocr["labels"] == ["</s>HELLO", "WORLD 2"], ocr  # remote removes only <s>
+    pg = fl2.post_process_generation(POST_CASES[9][2], "<CAPTION_TO_PHRASE_GROUNDING>", (640, 480), "remote")
+    assert pg["<CAPTION_TO_PHRASE_GROUNDING>"]["labels"] == ["A red car", "a dog", "a dog", "Image"], pg
+    poly = fl2.post_process_generation(POST_CASES[11][2], "<REFERRING_EXPRESSION_SEGMENTATION>", (640, 480), "native")
+    assert [len(p) for p in poly["<REFERRING_EXPRESSION_SEGMENTATION>"]["polygons"][0]] == [6, 4], poly
+
+
 def main() -> None:
     torch.set_num_threads(1)
     image_names = sorted(p.name for p in IMAGES.glob("*.png"))
@@ -494,11 +518,16 @@ def main() -> None:
         "first_added_id": len(vocab), "loc_0_id": tr.token_to_id["<loc_0>"], "loc_999_id": tr.token_to_id["<loc_999>"],
         "image_token_id": tn.token_to_id["<image>"],
         "task_prompts": prompts,
+        "prompt_variants": [{"input": v, "prompt": fl2.construct_prompt(v, "remote"),
+                             "native_prompt": fl2.construct_prompt(v, "native"),
+                             "remote_ids": fl2.prompt_ids(tr, v, "remote"), "native_ids": fl2.prompt_ids(tn, v, "native")}
+                            for v in PROMPT_VARIANTS],
         "encode": [{"text": s, "ids": tr.encode(s, add_special_tokens=False),
                     "ids_with_specials": tr.encode(s, add_special_tokens=True)} for s in TOKENIZE_CASES],
     }
     for ids in ([2, 0] + tr.encode(" a photo of", add_special_tokens=False) + [tr.token_to_id["<loc_7>"], 2, 1],):
         golden["tokenizer"]["decode"] = {"ids": ids, "text": tr.decode(ids), "text_skip_special": tr.decode(ids, True)}
+    check_post_processing_by_hand()
     for name, task, text, size in POST_CASES:
         golden["post_processing"].append({
             "name": name, "task": task, "text": text, "image_size": list(size),

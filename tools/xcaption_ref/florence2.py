@@ -89,7 +89,20 @@ Remote vs native differences (each reproduced; `flavor` selects it)
   from processor_config.json's post_processor_config (banned_grounding_tokens). Remote replaces
   "<ground>" then overwrites that result with the "<obj>" replacement of the original text (only
   "<obj>" is removed); native removes both.
-- native temporal embedding: the same row 0 (its `position_features[:, :1, :]` has length 1).
+- native temporal embedding: the same row 0 (its `position_features[:, :1, :]` has length 1). An
+  earlier native revision indexed `position_features[:, :, 0]` (length = batch size), which gives
+  image b of a batch row b; the released code and the remote code add row 0 to every image.
+
+Not verifiable here (no hub access); what this reference assumes, and what a port should tolerate
+- which alias of the tied embeddings a file stores: the remote .bin written here holds all four
+  (one storage); the native safetensors only `model.language_model.shared.weight` (what
+  save_pretrained keeps when `_tied_weights_keys` names the other three). A loader should accept
+  any one of `shared` / `encoder.embed_tokens` / `decoder.embed_tokens` / `lm_head`.
+- florence-community's generation_config.json: assumed to repeat the text_config generation keys.
+- clean_up_tokenization_spaces: the hub tokenizer_config.json sets nothing; transformers before
+  4.45 then cleaned up (" ." -> "." ...), later versions do not. Both decodings are recorded.
+- scale_embedding true (no Florence-2 checkpoint sets it): the prompt embeddings would be scaled by
+  sqrt(d_model) (the shared embedding is a scaled embedding), the image features not.
 """
 
 from __future__ import annotations
