@@ -74,7 +74,7 @@ std::unique_ptr<CaptionModel> load(const FamilyLoad& f) {
   parts.family = "florence2";
   parts.architecture = "Florence2ForConditionalGeneration";
   parts.prompt_rule = "the decoder starts from decoder_start_token_id alone; --task (and --text) become the "
-                      "encoder prompt <s>task prompt</s> after the 577 image tokens";
+                      "encoder prompt <s>task prompt</s> after the image tokens (577 for Florence-2)";
   parts.preprocessor = c.preprocessor;
   parts.generation = c.generation;
   parts.default_length_cap = c.text.max_position_embeddings;
