@@ -19,7 +19,8 @@ void TextDecoder::describe(const TextDecoderSpec& s, std::vector<ExpectedTensor>
   if (s.head_transform_norm) blocks::describe(*s.head_transform_norm, table);
   if (s.head_weight) table.push_back({*s.head_weight, {s.vocab_size, s.width}, !s.head_weight_optional});
   // Alternative names of one bias: each optional here; the constructor requires one of them.
-  for (const auto& b : s.head_bias) table.push_back({b, {s.vocab_size}, false});
+  for (const auto& b : s.head_bias)
+    table.push_back({b, s.head_bias_shape.empty() ? std::vector<std::int64_t>{s.vocab_size} : s.head_bias_shape, false});
 }
 
 TextDecoder::TextDecoder(const TextDecoderSpec& spec, const WeightStore& w, Backend& backend,
@@ -47,12 +48,12 @@ TextDecoder::TextDecoder(const TextDecoderSpec& spec, const WeightStore& w, Back
   FloatBuffer bias;
   if (!spec.head_bias.empty()) {
     auto it = std::find_if(spec.head_bias.begin(), spec.head_bias.end(), [&](const auto& n) { return w.has(n); });
-    if (it == spec.head_bias.end()) {
+    if (it == spec.head_bias.end() && !spec.head_bias_optional) {
       std::string names;
       for (const auto& n : spec.head_bias) names += (names.empty() ? "'" : " or '") + n + "'";
       throw FormatError(fmt::format("{}: the LM head bias is missing (expected {})", w.description(), names));
     }
-    bias = w.load(*it);
+    if (it != spec.head_bias.end()) bias = w.load(*it);
   }
   // The head decides every token. Under bf16 layers it stays float32 when it is a small part of
   // the weights a step reads; GPT-2's 50257-token head is over a quarter of them and goes bf16.
@@ -77,11 +78,25 @@ TextDecoder::TextDecoder(const TextDecoderSpec& spec, const WeightStore& w, Back
   if (!tied_) token_embedding_ = std::move(embeddings);
 }
 
+void TextDecoder::embed(const std::int64_t* ids, std::int64_t rows, float* dst, std::int64_t dst_ld) {
+  const std::int64_t d = spec_.width;
+  if (tied_) {
+    ops::weight_columns(backend_, *head_, ids, rows, dst, dst_ld);
+  } else {
+    for (std::int64_t r = 0; r < rows; ++r)
+      if (ids[r] < 0 || ids[r] >= spec_.vocab_size)
+        throw InputError(fmt::format("token id {} is outside the vocabulary (size {})", ids[r], spec_.vocab_size));
+    ops::copy_rows(backend_, token_embedding_.data(), d, spec_.vocab_size, ids, rows, d, dst, dst_ld);
+  }
+  if (spec_.embedding_scale != 1.0f) ops::scale_rows(backend_, dst, rows, d, dst_ld, spec_.embedding_scale);
+}
+
 std::unique_ptr<blocks::KvCache> TextDecoder::start(const float* states, std::int64_t tokens,
                                                     std::int64_t rows, std::int64_t max_positions) {
-  if (max_positions > spec_.positions)
+  // The last token of a max_positions-long sequence is never fed, so it needs no position.
+  if (max_positions - 1 > spec_.positions)
     throw InputError(fmt::format("generation needs {} positions, but the decoder has n_positions = {}",
-                                 max_positions, spec_.positions));
+                                 max_positions - 1, spec_.positions));
   auto cache = std::make_unique<blocks::KvCache>(backend_, num_layers(), spec_.width, spec_.heads, cross_bf16_);
   cache->reserve(rows, max_positions, tokens);
   ws_.reserve(std::max(rows, ws_.rows), max_positions, tokens, spec_.width, spec_.heads, ffn_);
@@ -108,14 +123,7 @@ void TextDecoder::step(std::span<blocks::KvCache* const> groups, const std::int6
   float* x = x_.data();
 
   // Token embeddings, then each group's position embedding.
-  if (tied_) {
-    ops::weight_columns(backend_, *head_, tokens, rows, x, d);
-  } else {
-    for (std::int64_t r = 0; r < rows; ++r)
-      if (tokens[r] < 0 || tokens[r] >= spec_.vocab_size)
-        throw InputError(fmt::format("token id {} is outside the vocabulary (size {})", tokens[r], spec_.vocab_size));
-    ops::copy_rows(backend_, token_embedding_.data(), d, spec_.vocab_size, tokens, rows, d, x, d);
-  }
+  embed(tokens, rows, x, d);
   std::int64_t first = 0;
   for (const auto* g : groups) {
     ops::add_rows(backend_, position_embedding_.data() + (g->position() + spec_.position_offset) * d, 0, g->rows(), d,

@@ -25,6 +25,7 @@ struct TextDecoderSpec {
   std::int64_t positions = 0;        // rows of the position table usable (n_positions)
   std::int64_t position_offset = 0;  // position p reads row p + offset (BART: 2)
   std::string token_embedding;       // (vocab, width)
+  float embedding_scale = 1.0f;      // token embeddings times this (BART scale_embedding: sqrt(width))
   std::string position_embedding;    // (positions + offset, width)
   std::optional<blocks::NormSpec> embedding_norm;  // BERT: LayerNorm(tokens + positions)
   std::vector<blocks::DecoderLayerSpec> layers;
@@ -39,6 +40,10 @@ struct TextDecoderSpec {
   bool head_weight_optional = false;
   /// The head's bias (vocab): the first name present in the checkpoint; empty: no bias.
   std::vector<std::string> head_bias;
+  /// Its stored shape when not (vocab), e.g. BART's final_logits_bias buffer (1, vocab).
+  std::vector<std::int64_t> head_bias_shape;
+  /// An absent bias is zero (final_logits_bias is a buffer transformers may not have saved).
+  bool head_bias_optional = false;
   std::int64_t cross_width = 0;  // width of the encoder states the cross K/V read
 };
 
@@ -64,9 +69,15 @@ class TextDecoder {
   /// Whether the head reads the token embedding matrix (tied, or stored with the same values).
   bool head_tied() const { return tied_; }
 
+  /// dst row r (width values, stride dst_ld) = the token embedding of ids[r] times
+  /// embedding_scale: what step() feeds its first layer before positions. An encoder that shares
+  /// the matrix (BART's `shared`) reads it here, so it is held once. Throws InputError for an id
+  /// outside the vocabulary.
+  void embed(const std::int64_t* ids, std::int64_t rows, float* dst, std::int64_t dst_ld);
+
   /// A new decoding state for `rows` rows of up to `max_positions` tokens, with the cross
   /// attention keys/values of every layer computed from `encoder_states` (tokens, cross_width).
-  /// Throws InputError when max_positions exceeds the position table.
+  /// Throws InputError when the max_positions - 1 tokens ever fed exceed the position table.
   std::unique_ptr<blocks::KvCache> start(const float* encoder_states, std::int64_t tokens,
                                          std::int64_t rows, std::int64_t max_positions);
 

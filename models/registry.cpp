@@ -11,11 +11,13 @@ namespace xcaption {
 
 const ModelFamily& vit_gpt2_family();
 const ModelFamily& blip_family();
+const ModelFamily& florence2_family();
 
 const std::vector<ModelFamily>& model_families() {
   static const std::vector<ModelFamily> families = {
       vit_gpt2_family(),
       blip_family(),
+      florence2_family(),
   };
   return families;
 }

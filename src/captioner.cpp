@@ -89,6 +89,7 @@ Captioner Captioner::load(const std::filesystem::path& model, const LoadOptions&
   m.backend->set_precision(options.dtype == ComputeType::BF16 ? Precision::BF16 : Precision::F32);
   WeightStore weights = WeightStore::open(dir);
   m.model = load_caption_model(dir, *m.backend, weights, m.tokenizer, kRowsHint);
+  if (std::optional<Tokenizer> t = m.model->take_tokenizer()) m.tokenizer = std::move(*t);
   if (m.tokenizer.vocab_size() > m.model->vocab_size())
     throw ShapeError(fmt::format("{}: the tokenizer has {} tokens, more than the decoder's vocab_size {}",
                                  m.tokenizer.source(), m.tokenizer.vocab_size(), m.model->vocab_size()));
@@ -161,6 +162,8 @@ PreparedImage Captioner::Impl::prepare(const RgbImage& image, std::size_t i, std
   PreparedImage p;
   p.height = model->encoder().image_height();
   p.width = model->encoder().image_width();
+  p.source_width = image.width;
+  p.source_height = image.height;
   p.pixels.resize(static_cast<std::size_t>(3 * p.height * p.width));
   preprocess_image(image, model->preprocessor(), p.pixels.data());
   p.preprocess_ms = ms_since(t0);
@@ -174,6 +177,9 @@ std::vector<CaptionResult> Captioner::Impl::run(std::span<const PreparedImage> i
   const DecodeSettings settings = resolve_settings(model->generation(), request.generation,
                                                    model->decoder_prompt(tokenizer, prompt),
                                                    model->default_length_cap());
+  // A task model's task and the prompt its text encoder reads after the image tokens.
+  const std::optional<std::string> task = model->resolve_task(request.task, request.task_text);
+  const std::vector<std::int64_t> encoder_prompt = model->encoder_prompt(tokenizer, task, request.task_text);
   const auto n = static_cast<std::int64_t>(images.size());
   const std::int64_t height = model->encoder().image_height(), width = model->encoder().image_width();
   const auto per_image = static_cast<std::size_t>(3 * height * width);
@@ -198,7 +204,7 @@ std::vector<CaptionResult> Captioner::Impl::run(std::span<const PreparedImage> i
   std::vector<DecodeJob> jobs;
   for (std::int64_t i = 0; i < n; ++i) {
     t0 = Clock::now();
-    states.push_back(model->start(i, settings.num_beams, settings.max_length));
+    states.push_back(model->start(i, settings.num_beams, settings.max_length, encoder_prompt));
     results[static_cast<std::size_t>(i)].timings.cross_kv_ms = ms_since(t0);
     jobs.push_back({states.back().get(), &settings, request.capture_cross_attention});
   }
@@ -227,6 +233,14 @@ std::vector<CaptionResult> Captioner::Impl::run(std::span<const PreparedImage> i
     std::vector<std::int64_t> all = r.prompt_ids;
     all.insert(all.end(), r.token_ids.begin(), r.token_ids.end());
     r.caption = decode(all, /*skip_special=*/true);
+    if (task) {
+      const PreparedImage& p = images[static_cast<std::size_t>(i)];
+      // ref: the model card: batch_decode(..., skip_special_tokens=False), then
+      // post_process_generation(text, task, image_size=(width, height)) of the original image.
+      const std::string text = decode(all, /*skip_special=*/false);
+      r.task = model->tasks().post_process(*task, text, p.source_width > 0 ? p.source_width : p.width,
+                                           p.source_height > 0 ? p.source_height : p.height);
+    }
     r.tokens.reserve(r.token_ids.size());
     for (auto id : r.token_ids) r.tokens.push_back(tokenizer.token_string(id));
     if (request.capture_cross_attention && !r.cancelled) {
@@ -234,7 +248,7 @@ std::vector<CaptionResult> Captioner::Impl::run(std::span<const PreparedImage> i
       a.steps = static_cast<std::int64_t>(r.token_ids.size());
       a.layers = model->decoder().num_layers();
       a.heads = model->decoder().num_heads();
-      a.encoder_tokens = grid.tokens;
+      a.encoder_tokens = model->cross_tokens();  // image tokens, then any text encoder prompt
       a.grid_rows = grid.rows;
       a.grid_cols = grid.cols;
       a.grid_offset = grid.first;
@@ -292,6 +306,7 @@ std::vector<std::int64_t> Captioner::prompt_ids(const CaptionRequest& request) c
   std::optional<std::string_view> prompt;
   if (request.prompt) prompt = *request.prompt;
   const Impl& m = *impl_;
+  m.model->encoder_prompt(m.tokenizer, request.task, request.task_text);  // refuses a task it cannot run
   return resolve_settings(m.model->generation(), request.generation, m.model->decoder_prompt(m.tokenizer, prompt),
                           m.model->default_length_cap())
       .prompt;

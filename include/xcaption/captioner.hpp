@@ -34,6 +34,13 @@ struct CaptionRequest {
   /// Text the caption starts with (a decoder prefix: BLIP's "a picture of", a GPT-2 prefix for
   /// vit-gpt2). The caption returned begins with it, as transformers prints it.
   std::optional<std::string> prompt;
+  /// The task of a model that has tasks (Florence-2: "<CAPTION>", "<OD>", "<OCR_WITH_REGION>",
+  /// ...; ModelInfo::tasks lists them); unset: the model's default task. A model without tasks
+  /// refuses one (InputError).
+  std::optional<std::string> task;
+  /// The text a task takes (Florence-2's <CAPTION_TO_PHRASE_GROUNDING> phrase, a region's
+  /// "<loc_..>" tokens); refused by a task that takes none.
+  std::optional<std::string> task_text;
   /// Keep the cross-attention weights of every layer and head for each generated token.
   bool capture_cross_attention = false;
   /// Streaming and cancellation (optional). Called on the captioning thread after every decoder
@@ -46,18 +53,41 @@ struct CaptionRequest {
   std::function<bool(std::size_t image, std::span<const std::int64_t> tokens)> on_tokens;
 };
 
+/// One shape of a task's result, in pixels of the original image: a box (x0, y0, x1, y1), a
+/// quadrilateral (4 corners x, y) or a polygon (x, y pairs).
+struct TaskShape {
+  enum class Kind { Box, Quad, Polygon } kind = Kind::Box;
+  std::string label;
+  std::vector<float> points;
+};
+
+/// The structured answer of a task (CaptionRequest::task).
+struct TaskResult {
+  std::string task;  // e.g. "<OD>"
+  /// The decoded sequence with special tokens kept (what post-processing parses), as the model
+  /// card's batch_decode(..., skip_special_tokens=False) prints it.
+  std::string text;
+  /// {task: answer} as transformers' Florence2Processor.post_process_generation returns it,
+  /// serialised as JSON.
+  std::string json;
+  std::vector<TaskShape> shapes;  // boxes, quads and polygons of the answer, for drawing
+};
+
 struct Timings {
   double preprocess_ms = 0;
   /// ViT forward. For caption_batch(): the batch's encoder time divided by its number of images.
   double encoder_ms = 0;
-  double cross_kv_ms = 0;  // (projection to the decoder width and) cross-attention K/V, once per image
+  /// (Projection to the decoder width or a text encoder over image + prompt tokens, and)
+  /// cross-attention K/V, once per image.
+  double cross_kv_ms = 0;
   double decode_ms = 0;    // the token loop
 };
 
 /// Cross-attention probabilities for each generated token:
 /// weights[((step * layers + layer) * heads + head) * encoder_tokens + j].
 /// Encoder token grid_offset + r * grid_cols + c is patch (r, c) of the model's input; the
-/// others (a ViT's CLS token 0) cover no single cell.
+/// others (a ViT's CLS token 0, Florence-2's mean token 0 and the prompt tokens after the grid)
+/// cover no single cell.
 struct CrossAttention {
   std::int64_t steps = 0, layers = 0, heads = 0, encoder_tokens = 0;
   std::int64_t grid_rows = 0, grid_cols = 0;
@@ -79,6 +109,7 @@ struct CaptionResult {
   std::int64_t num_beams = 1;
   Timings timings;
   CrossAttention cross_attention;       // filled when requested
+  std::optional<TaskResult> task;       // set for a model that has tasks
   /// Stopped by CaptionRequest::on_tokens returning false: token_ids, tokens and caption hold
   /// what had been reported; logprobs and cross_attention are empty, sequence_score is 0.
   bool cancelled = false;
@@ -89,6 +120,7 @@ struct CaptionResult {
 struct PreparedImage {
   std::vector<float> pixels;  // (3, height, width)
   std::int64_t height = 0, width = 0;
+  std::int64_t source_width = 0, source_height = 0;  // the original image (task coordinates)
   double preprocess_ms = 0;
 };
 
@@ -99,6 +131,8 @@ struct ModelInfo {
   std::string architecture;  // transformers' class, e.g. "VisionEncoderDecoderModel"
   std::string encoder_description, decoder_description;  // one line each, for `info`
   std::string prompt_rule;   // how --prompt becomes the decoder input
+  std::vector<std::string> tasks;  // the tasks CaptionRequest::task takes (empty: none)
+  std::string default_task;
   std::string weights_format;  // "safetensors", ...
   std::string weights_file, weights_dtype;  // the file(s) read; the dtype most bytes are stored in
   std::int64_t parameters = 0;

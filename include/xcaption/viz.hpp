@@ -195,6 +195,11 @@ RgbImage fit_image(const RgbImage& image, int max_side);
 /// image, wrapped to at most `max_lines` lines, in place. Font size follows the image height.
 void draw_caption_band(RgbImage& image, std::string_view text, int max_lines = 2);
 
+/// A task's shapes (TaskResult::shapes: boxes, quadrilaterals, polygons, in pixels of `image`)
+/// drawn on a copy of `image`, each outline in its own colour with its label (through
+/// hershey_text) above it. Line width and font size follow the image size.
+RgbImage draw_task_shapes(const RgbImage& image, const TaskResult& result);
+
 /// The image as PNG file bytes (zlib level 6). Throws InputError for an empty image.
 std::string encode_png(const RgbImage& image);
 

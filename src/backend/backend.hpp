@@ -103,6 +103,70 @@ class PreparedLinear {
   std::int64_t in_, out_;
 };
 
+/// Memory order of a batch of images or feature maps. NHWC is the token layout of the
+/// transformer parts: row (y * width + x) of an image holds its channels.
+enum class ImageLayout { NCHW, NHWC };
+
+/// A torch Conv2d with a square kernel, equal stride and zero padding on both axes, and `groups`
+/// groups (groups == in == out: depthwise). Weights are (out, in / groups, kernel, kernel).
+struct Conv2dShape {
+  std::int64_t in = 0, out = 0, kernel = 1, stride = 1, padding = 0, groups = 1;
+  /// Output side for an input side (torch's floor rule).
+  std::int64_t out_size(std::int64_t in_size) const { return (in_size + 2 * padding - kernel) / stride + 1; }
+};
+
+/// A convolution's weights and bias in the backend's preferred form, prepared once at load for
+/// one source layout.
+class PreparedConv {
+ public:
+  PreparedConv(const Conv2dShape& shape, ImageLayout src_layout) : shape_(shape), src_layout_(src_layout) {}
+  virtual ~PreparedConv() = default;
+  const Conv2dShape& shape() const { return shape_; }
+  ImageLayout src_layout() const { return src_layout_; }
+
+ private:
+  Conv2dShape shape_;
+  ImageLayout src_layout_;
+};
+
+/// Attention inside windows (DaViT's spatial attention, Swin without the shift): the rows of
+/// qkv form `windows` consecutive blocks of `window_tokens` rows; row r holds q | k | v, each
+/// heads * head_dim values with the heads side by side, at qkv + r * qkv_ld (q at column 0, k at
+/// heads * head_dim, v at 2 * heads * head_dim). Each window's tokens attend to that window only,
+/// every token (padding included: no mask): out = softmax(scale · Q·Kᵀ) · V per window and head,
+/// written with the heads side by side at out + r * out_ld. `scores`: a workspace of
+/// windows * window_tokens² floats.
+struct WindowAttention {
+  const float* qkv;
+  std::int64_t qkv_ld;
+  std::int64_t windows;
+  std::int64_t window_tokens;
+  std::int64_t heads;
+  std::int64_t head_dim;
+  float scale;
+  float* scores;
+  float* out;
+  std::int64_t out_ld;
+};
+
+/// DaViT's channel-group attention over one image's `tokens` rows: row n of qkv holds q | k | v
+/// (channels each, at qkv + n * qkv_ld); channels split into `groups` groups of d = channels /
+/// groups. For group g with Q_g, K_g, V_g the (tokens, d) column blocks:
+///   A_g = softmax over j of (scale · Q_gᵀ · K_g) (d, d),  out[:, g·d ..) = V_g · A_gᵀ,
+/// i.e. out[n, g·d + i] = Σ_j A_g[i, j] · V_g[n, j]. `scores`: a workspace of groups * d² floats.
+/// (ref: Florence-2's ChannelAttention, scale = tokens^-0.5)
+struct ChannelAttention {
+  const float* qkv;
+  std::int64_t qkv_ld;
+  std::int64_t tokens;
+  std::int64_t channels;
+  std::int64_t groups;
+  float scale;
+  float* scores;
+  float* out;
+  std::int64_t out_ld;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -146,6 +210,26 @@ class Backend {
                    Strided3{a.head_dim, a.v_ld, 1}, a.out, Strided3{a.head_dim, a.out_ld, 1}, 1.0f);
   }
 
+  /// Prepares a convolution for sources in `src_layout`. `weight`: (out, in / groups, kernel,
+  /// kernel) floats; `bias` (out floats) may be null. The backend copies what it keeps.
+  /// `height_hint` x `width_hint`: the input size it will mostly see.
+  virtual std::unique_ptr<PreparedConv> prepare_conv2d(const Conv2dShape& shape, ImageLayout src_layout,
+                                                       const float* weight, const float* bias,
+                                                       std::int64_t height_hint, std::int64_t width_hint) = 0;
+
+  /// dst (batch, OH, OW, out), NHWC, = conv(src) + bias [+ residual]: src is (batch, in, height,
+  /// width) or (batch, height, width, in) as prepared; `residual` (may be null) has dst's shape
+  /// and layout. Float32 throughout. dst aliases neither src nor residual.
+  virtual void conv2d(const PreparedConv& conv, const float* src, std::int64_t batch, std::int64_t height,
+                      std::int64_t width, const float* residual, float* dst) = 0;
+
+  /// See WindowAttention. The default runs, per head, batched_matmul over the windows, softmax,
+  /// batched_matmul, in float32.
+  virtual void window_attention(const WindowAttention& a);
+
+  /// See ChannelAttention. The default is batched_matmul over the groups, softmax, batched_matmul.
+  virtual void channel_attention(const ChannelAttention& a);
+
   /// C(b) = alpha · A(b) · B(b) for b < batch. A (batch, m, k), B (batch, k, n), C (batch, m, n),
   /// each with its own strides (so Kᵀ and per-head views of (T, H·d) rows need no copy).
   virtual void batched_matmul(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,
@@ -185,6 +269,24 @@ class Backend {
   /// same src row added to every dst row).
   virtual void add_rows(const float* src, std::int64_t src_ld, std::int64_t rows, std::int64_t cols,
                         float* dst, std::int64_t dst_ld);
+
+  /// dst[r, c] *= scale for rows x cols values with row stride dst_ld (BART's embed_scale).
+  virtual void scale_rows(float* dst, std::int64_t rows, std::int64_t cols, std::int64_t dst_ld, float scale);
+
+  /// Windows of a zero-padded feature map: src (batch, height, width, channels) rows to dst
+  /// (batch, wy, wx, window, window, channels) with wy = ceil(height / window), wx likewise: the
+  /// window x window tiles in row-major order, each tile's tokens row-major; positions beyond the
+  /// map are zeros.
+  virtual void window_partition(const float* src, std::int64_t batch, std::int64_t height, std::int64_t width,
+                                std::int64_t channels, std::int64_t window, float* dst);
+  /// The inverse of window_partition, dropping the padding: dst (batch, height, width, channels)
+  /// = the windows' rows at their positions, or dst += them when `accumulate` (a residual add).
+  virtual void window_merge(const float* src, std::int64_t batch, std::int64_t height, std::int64_t width,
+                            std::int64_t channels, std::int64_t window, float* dst, bool accumulate);
+
+  /// dst (cols) = the mean of `rows` rows of src (stride src_ld), accumulated in double (torch's
+  /// float32 mean sums pairwise: both stay within a few ulp of the exact mean).
+  virtual void mean_rows(const float* src, std::int64_t src_ld, std::int64_t rows, std::int64_t cols, float* dst);
 
   /// (tokens, heads * head_dim) rows at src (stride src_ld) to head-major blocks
   /// dst (heads, tokens, head_dim): each head's keys or values then read sequentially. The

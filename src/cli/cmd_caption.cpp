@@ -17,6 +17,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <xcaption/viz.hpp>
+
 #include <xcaption/errors.hpp>
 
 #include "src/cli/cli.hpp"
@@ -175,7 +177,9 @@ const char* kDetails =
 int cmd_caption(int argc, char** argv) {
   po::options_description options("options");
   options.add_options()("help,h", "show this help")
-      ("json", "print one JSON object per image and line (caption, tokens, log-probs, timings)")
+      ("json", "print one JSON object per image and line (caption, tokens, log-probs, timings; a task's result)")
+      ("boxes", po::value<std::string>()->value_name("PNG"),
+       "one image, a task model: write the image with the task's boxes, quads or polygons and labels drawn")
       ("image", po::value<std::vector<std::string>>()->multitoken(), "image files and directories")
       ("recursive,r", "descend into subdirectories")
       ("input-list", po::value<std::vector<std::string>>()->value_name("FILE"), "read paths from FILE (- = stdin)")
@@ -266,8 +270,12 @@ int cmd_caption(int argc, char** argv) {
     const std::int64_t skipped = static_cast<std::int64_t>(items.size() - todo.size());
     const bool several = items.size() > 1 || args.size() != 1 || !in.lists.empty();
 
+    const std::string boxes = vm.count("boxes") ? vm["boxes"].as<std::string>() : std::string();
+    if (!boxes.empty() && (several || to_files || todo.size() != 1))
+      throw UsageError("--boxes takes exactly one image and no output files");
     CaptionRequest request = caption_request(vm);
     Captioner captioner = load_captioner(vm);
+    std::optional<CaptionResult> boxed;  // the --boxes image's result
     StopSignals signals;
     Progress progress(static_cast<std::int64_t>(todo.size()), progress_mode);
     if (skipped > 0) progress.note(fmt::format("{} image{} already done, skipped", skipped, skipped == 1 ? "" : "s"));
@@ -297,8 +305,9 @@ int cmd_caption(int argc, char** argv) {
         if (l.error.empty()) {
           const CaptionResult& c = results[next++];
           r.ok = true;
-          r.caption = c.caption;
+          r.caption = display_text(c);
           r.json = caption_result_json(l.item->name, c);
+          if (!boxes.empty()) boxed = c;
           ++successes;
         } else {
           r.error = l.error;
@@ -319,6 +328,11 @@ int cmd_caption(int argc, char** argv) {
     }
     for (const auto& n : outputs.finish()) progress.note(n);
     progress.finish();
+    if (boxed) {
+      if (!boxed->task)
+        throw InputError("--boxes draws a task's answer; this model has no tasks (Florence-2 has, e.g. --task <OD>)");
+      viz::write_png(boxes, viz::draw_task_shapes(load_image(todo.front()->path), *boxed->task));
+    }
     if (g_stop_signal != 0) {
       std::cerr << fmt::format("xcaption: stopped after {} of {} images{}\n", successes + failures, todo.size(),
                                outputs.error_destination().empty() ? "" : "; --resume continues");

@@ -49,6 +49,7 @@ int cmd_info(int argc, char** argv) {
                           {"eos_token_id", i.eos_token_ids}}},
           {"backend", i.backend}, {"compute_dtype", i.compute_dtype}, {"load_ms", i.load_ms},
           {"warnings", i.warnings}};
+      if (!i.tasks.empty()) j["tasks"] = {{"default", i.default_task}, {"all", i.tasks}};
       std::cout << j.dump(2) << "\n";
       return kOk;
     }
@@ -73,6 +74,8 @@ int cmd_info(int argc, char** argv) {
         i.max_new_tokens.value_or(i.max_length - 1), i.min_length, i.length_penalty, i.early_stopping,
         i.no_repeat_ngram_size, i.repetition_penalty, i.decoder_start_token_id, eos, i.backend, i.compute_dtype,
         i.load_ms);
+    if (!i.tasks.empty())
+      std::cout << fmt::format("tasks        {} (default {})\n", fmt::join(i.tasks, " "), i.default_task);
     for (const auto& w : i.warnings) std::cout << "warning      " << w << "\n";
     return kOk;
   } catch (const std::exception& e) {

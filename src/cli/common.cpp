@@ -77,13 +77,21 @@ void add_generation_options(po::options_description& o) {
       ("repetition-penalty", po::value<double>()->value_name("X"), "penalise tokens already generated (1 = off)")
       ("prompt", po::value<std::string>()->value_name("TEXT"),
        "text the caption starts with, fed to the decoder before generating (BLIP: \"a picture of\"; "
-       "vit-gpt2: a GPT-2 prefix); the caption printed includes it");
+       "vit-gpt2: a GPT-2 prefix); the caption printed includes it")
+      ("task", po::value<std::string>()->value_name("TOKEN"),
+       "a task model's task (Florence-2: <CAPTION> (default), <DETAILED_CAPTION>, <MORE_DETAILED_CAPTION>, <OCR>, "
+       "<OCR_WITH_REGION>, <OD>, <DENSE_REGION_CAPTION>, <REGION_PROPOSAL>, <CAPTION_TO_PHRASE_GROUNDING>, ...; "
+       "`xcaption info` lists them); --json adds its structured result")
+      ("text", po::value<std::string>()->value_name("TEXT"),
+       "the input of a --task that takes one (a phrase to ground, a region as <loc_N> tokens)");
 }
 
 CaptionRequest caption_request(const po::variables_map& vm) {
   CaptionRequest r;
   r.generation = generation_options(vm);
   if (vm.count("prompt")) r.prompt = vm["prompt"].as<std::string>();
+  if (vm.count("task")) r.task = vm["task"].as<std::string>();
+  if (vm.count("text")) r.task_text = vm["text"].as<std::string>();
   return r;
 }
 

@@ -30,7 +30,8 @@ float log_sum_exp(const float* row, std::int64_t n) {
 }
 
 bool has_processors(const DecodeSettings& s) {
-  return s.repetition_penalty != 1.0f || s.no_repeat_ngram_size > 0 || s.min_length > 0;
+  return s.repetition_penalty != 1.0f || s.no_repeat_ngram_size > 0 || s.min_length > 0 ||
+         s.forced_bos_token_id || s.forced_eos_token_id;
 }
 
 // The `keep` best of scores[0, n) into order[0, keep), best first; equal scores keep the lower
@@ -56,8 +57,10 @@ void apply_processors(std::span<float> scores, std::span<const std::int64_t> his
                       const DecodeSettings& s) {
   if (s.repetition_penalty != 1.0f) apply_repetition_penalty(scores, history, s.repetition_penalty);
   if (s.no_repeat_ngram_size > 0) apply_no_repeat_ngram(scores, history, s.no_repeat_ngram_size);
-  if (s.min_length > 0)
-    apply_min_length(scores, static_cast<std::int64_t>(history.size()), s.min_length, s.eos_token_ids);
+  const auto cur_len = static_cast<std::int64_t>(history.size());
+  if (s.min_length > 0) apply_min_length(scores, cur_len, s.min_length, s.eos_token_ids);
+  if (s.forced_bos_token_id) apply_forced_token(scores, cur_len, 1, *s.forced_bos_token_id);
+  if (s.forced_eos_token_id) apply_forced_token(scores, cur_len, s.max_length - 1, *s.forced_eos_token_id);
 }
 }  // namespace
 
@@ -94,6 +97,12 @@ void apply_min_length(std::span<float> scores, std::int64_t cur_len, std::int64_
   if (cur_len >= min_length) return;
   for (std::int64_t e : eos_token_ids)
     if (e >= 0 && e < static_cast<std::int64_t>(scores.size())) scores[static_cast<std::size_t>(e)] = kNegInf;
+}
+
+void apply_forced_token(std::span<float> scores, std::int64_t cur_len, std::int64_t at, std::int64_t token) {
+  if (cur_len != at || token < 0 || token >= static_cast<std::int64_t>(scores.size())) return;
+  std::fill(scores.begin(), scores.end(), kNegInf);
+  scores[static_cast<std::size_t>(token)] = 0.0f;
 }
 
 BeamHypotheses::BeamHypotheses(std::int64_t num_beams, double length_penalty,

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -23,6 +24,11 @@ struct DecodeSettings {
   double length_penalty = 1.0;
   enum class EarlyStopping { False, True, Never } early_stopping = EarlyStopping::False;
   std::vector<std::int64_t> eos_token_ids;
+  /// ref: ForcedBOSTokenLogitsProcessor: the only token allowed when the history holds one token
+  /// (the first choice after a one-token decoder prompt).
+  std::optional<std::int64_t> forced_bos_token_id;
+  /// ref: ForcedEOSTokenLogitsProcessor: the only token allowed at history length max_length - 1.
+  std::optional<std::int64_t> forced_eos_token_id;
   /// The decoder input before the first generated token: the start token, then the prompt's ids
   /// (HF's decoder_input_ids / input_ids). Never empty.
   std::vector<std::int64_t> prompt;
@@ -144,6 +150,9 @@ void apply_no_repeat_ngram(std::span<float> scores, std::span<const std::int64_t
                            std::int64_t n);
 void apply_min_length(std::span<float> scores, std::int64_t cur_len, std::int64_t min_length,
                       std::span<const std::int64_t> eos_token_ids);
+/// Every score -inf except `token`'s, which becomes 0, when the history length `cur_len` is
+/// `at` (ForcedBOS: at 1; ForcedEOS: at max_length - 1).
+void apply_forced_token(std::span<float> scores, std::int64_t cur_len, std::int64_t at, std::int64_t token);
 
 /// HF BeamHypotheses: keeps the num_beams best finished hypotheses. Exposed for unit tests.
 class BeamHypotheses {

@@ -52,6 +52,8 @@ DecodeSettings resolve_settings(const GenerationConfig& g, const GenerationOptio
     else throw InputError(fmt::format("early_stopping must be true, false or never, got '{}'", *o.early_stopping));
   }
   s.eos_token_ids = g.eos_token_id;
+  s.forced_bos_token_id = g.forced_bos_token_id;
+  s.forced_eos_token_id = g.forced_eos_token_id;
   if (s.num_beams < 1) throw InputError(fmt::format("num_beams must be at least 1, got {}", s.num_beams));
   if (s.repetition_penalty <= 0)
     throw InputError(fmt::format("repetition_penalty must be positive, got {}", s.repetition_penalty));

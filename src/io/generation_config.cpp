@@ -33,6 +33,8 @@ const std::vector<std::pair<const char*, json>>& generation_keys() {
       {"eos_token_id", nullptr},
       {"pad_token_id", nullptr},
       {"decoder_start_token_id", nullptr},
+      {"forced_bos_token_id", nullptr},
+      {"forced_eos_token_id", nullptr},
   };
   return keys;
 }
@@ -47,8 +49,6 @@ const std::vector<std::pair<const char*, json>>& unsupported_generation_keys() {
       {"bad_words_ids", nullptr},
       {"force_words_ids", nullptr},
       {"constraints", nullptr},
-      {"forced_bos_token_id", nullptr},
-      {"forced_eos_token_id", nullptr},
       {"suppress_tokens", nullptr},
       {"begin_suppress_tokens", nullptr},
       {"sequence_bias", nullptr},
@@ -187,6 +187,10 @@ GenerationConfig parse_generation(const GenerationSource& src, std::int64_t voca
   g.bos_token_id = token("bos_token_id", false);
   g.pad_token_id = token("pad_token_id", false);
   g.decoder_start_token_id = token("decoder_start_token_id", true);
+  // ref: ForcedBOSTokenLogitsProcessor / ForcedEOSTokenLogitsProcessor: they index the scores,
+  // so the ids must lie in the vocabulary.
+  g.forced_bos_token_id = token("forced_bos_token_id", true);
+  g.forced_eos_token_id = token("forced_eos_token_id", true);
   if (const json* v = value("eos_token_id")) {
     auto add = [&](const json& item) {
       const std::int64_t id = to_int(*origin, "eos_token_id", item);

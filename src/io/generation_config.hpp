@@ -29,6 +29,8 @@ struct GenerationConfig {
   std::vector<std::int64_t> eos_token_id;  // empty = none
   std::optional<std::int64_t> pad_token_id;
   std::optional<std::int64_t> decoder_start_token_id;  // unset: generate() falls back to bos
+  std::optional<std::int64_t> forced_bos_token_id;  // the only token allowed at the first step
+  std::optional<std::int64_t> forced_eos_token_id;  // the only token allowed at the last step
   // True when the files set max_length to something other than GenerationConfig's default 20.
   // This is HF's own test (`_prepare_generated_length` compares the value with 20), so an explicit
   // "max_length": 20 — which every config.json written by transformers 4.x carries in its decoder

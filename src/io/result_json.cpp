@@ -16,7 +16,19 @@ nlohmann::json caption_result_json(const std::string& image, const CaptionResult
                      {"encoder", r.timings.encoder_ms},
                      {"cross_kv", r.timings.cross_kv_ms},
                      {"decode", r.timings.decode_ms}};
+  if (r.task) {
+    j["task"] = r.task->task;
+    j["text"] = r.task->text;
+    j["result"] = nlohmann::json::parse(r.task->json);
+  }
   return j;
+}
+
+std::string display_text(const CaptionResult& r) {
+  if (!r.task) return r.caption;
+  const nlohmann::json result = nlohmann::json::parse(r.task->json);
+  const nlohmann::json& answer = result.at(r.task->task);
+  return answer.is_string() ? answer.get<std::string>() : answer.dump();
 }
 
 }  // namespace xcaption

@@ -11,7 +11,13 @@
 namespace xcaption {
 
 /// {"image", "caption", "prompt_ids", "token_ids", "tokens", "logprobs", "sequence_score",
-///  "num_beams", "timings_ms": {"preprocess", "encoder", "cross_kv", "decode"}}.
+///  "num_beams", "timings_ms": {"preprocess", "encoder", "cross_kv", "decode"}}, and for a task
+/// model "task", "text" (special tokens kept) and "result" ({task: answer} as transformers'
+/// post_process_generation returns it).
 nlohmann::json caption_result_json(const std::string& image, const CaptionResult& result);
+
+/// What a caption line shows: the caption, or a task's answer (its text when the answer is text,
+/// else the answer as compact JSON).
+std::string display_text(const CaptionResult& result);
 
 }  // namespace xcaption

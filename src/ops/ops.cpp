@@ -104,6 +104,12 @@ void add_rows(Backend& backend, const float* src, std::int64_t src_ld, std::int6
   backend.add_rows(src, src_ld, rows, cols, dst, dst_ld);
 }
 
+void scale_rows(Backend& backend, float* dst, std::int64_t rows, std::int64_t cols, std::int64_t dst_ld, float scale) {
+  require(dst != nullptr, "scale_rows", "null buffer");
+  require(rows >= 0 && cols >= 0 && dst_ld >= cols, "scale_rows", "bad shape or stride");
+  backend.scale_rows(dst, rows, cols, dst_ld, scale);
+}
+
 void split_heads(Backend& backend, const float* src, std::int64_t src_ld, std::int64_t tokens,
                  std::int64_t heads, std::int64_t head_dim, float* dst) {
   require(src && dst, "split_heads", "null buffer");

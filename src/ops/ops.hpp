@@ -61,6 +61,9 @@ void copy_rows(Backend& backend, const float* src, std::int64_t src_ld, std::int
 void add_rows(Backend& backend, const float* src, std::int64_t src_ld, std::int64_t rows,
               std::int64_t cols, float* dst, std::int64_t dst_ld);
 
+/// dst rows *= scale; see Backend::scale_rows.
+void scale_rows(Backend& backend, float* dst, std::int64_t rows, std::int64_t cols, std::int64_t dst_ld, float scale);
+
 /// (tokens, heads * head_dim) rows to head-major (heads, tokens, head_dim), float32 or bf16.
 void split_heads(Backend& backend, const float* src, std::int64_t src_ld, std::int64_t tokens,
                  std::int64_t heads, std::int64_t head_dim, float* dst);

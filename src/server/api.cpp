@@ -313,7 +313,7 @@ double number_field(std::string_view name, const json& v) {
 bool is_generation_field(std::string_view n) {
   return n == "beams" || n == "num_beams" || n == "max_new_tokens" || n == "min_new_tokens" ||
          n == "length_penalty" || n == "early_stopping" || n == "no_repeat_ngram_size" ||
-         n == "repetition_penalty" || n == "prompt";
+         n == "repetition_penalty" || n == "prompt" || n == "task" || n == "text";
 }
 
 void set_generation_field(CaptionRequest& r, std::string_view name, const json& v) {
@@ -341,6 +341,12 @@ void set_generation_field(CaptionRequest& r, std::string_view name, const json& 
   } else if (name == "prompt") {
     if (!v.is_string()) throw HttpError(400, "invalid_parameter", "prompt must be a string");
     if (!v.get<std::string>().empty()) r.prompt = v.get<std::string>();
+  } else if (name == "task") {  // a task model's task, e.g. Florence-2's "<OD>"
+    if (!v.is_string()) throw HttpError(400, "invalid_parameter", "task must be a string");
+    if (!v.get<std::string>().empty()) r.task = v.get<std::string>();
+  } else if (name == "text") {  // the task's input
+    if (!v.is_string()) throw HttpError(400, "invalid_parameter", "text must be a string");
+    r.task_text = v.get<std::string>();
   } else {
     throw HttpError(400, "invalid_parameter", fmt::format("unknown generation field '{}'", name));
   }

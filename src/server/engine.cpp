@@ -12,12 +12,15 @@ std::string settings_key(const CaptionRequest& r) {
   const GenerationOptions& g = r.generation;
   auto i = [](const std::optional<std::int64_t>& v) { return v ? std::to_string(*v) : std::string("-"); };
   auto d = [](const std::optional<double>& v) { return v ? fmt::format("{}", *v) : std::string("-"); };
-  // The prompt last, length-prefixed, so no prompt text can imitate other fields.
-  return fmt::format("b{} n{} l{} m{} ml{} lp{} es{} ng{} rp{} a{} p{}:{}", i(g.num_beams), i(g.max_new_tokens),
+  // Texts last, length-prefixed, so no text can imitate other fields. Requests of one task and
+  // text share a batch (their encoder prompts, and so their cross-attention lengths, agree).
+  auto text = [](const std::optional<std::string>& v) {
+    return v ? fmt::format("{}:{}", v->size(), *v) : std::string("-");
+  };
+  return fmt::format("b{} n{} l{} m{} ml{} lp{} es{} ng{} rp{} a{} t{} x{} p{}", i(g.num_beams), i(g.max_new_tokens),
                      i(g.max_length), i(g.min_new_tokens), i(g.min_length), d(g.length_penalty),
                      g.early_stopping.value_or("-"), i(g.no_repeat_ngram_size), d(g.repetition_penalty),
-                     r.capture_cross_attention ? 1 : 0, r.prompt ? std::to_string(r.prompt->size()) : "-",
-                     r.prompt.value_or(""));
+                     r.capture_cross_attention ? 1 : 0, text(r.task), text(r.task_text), text(r.prompt));
 }
 
 Job::Job(PreparedImage image, CaptionRequest request, Clock::time_point deadline)

@@ -565,7 +565,7 @@ class HttpServer {
     const CaptionResult& r = wait(req, *job);
     res.status = 200;
     if (details) res.set_content(dump(caption_result_json(u.name, r)), "application/json");
-    else res.set_content(dump(json::array({{{"generated_text", r.caption}}})), "application/json");
+    else res.set_content(dump(json::array({{{"generated_text", display_text(r)}}})), "application/json");
   }
 
   void attend(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {

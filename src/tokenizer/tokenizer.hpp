@@ -38,6 +38,10 @@ class Tokenizer {
   /// added_tokens.json when present. Throws FormatError naming the file and the problem (missing,
   /// bad JSON, wrong field type, unsupported component, merge referring to an unknown token).
   static Tokenizer load(const std::filesystem::path& model_dir);
+  /// load(), then `special_tokens` added in order as a processor's add_special_tokens adds them
+  /// (Florence2Processor adds its <od>, <loc_N>, ... tokens at load time): one already present
+  /// keeps its id and becomes special, the others take the next free ids.
+  static Tokenizer load(const std::filesystem::path& model_dir, std::span<const std::string> special_tokens);
 
   /// Token ids of `text` (UTF-8; throws InputError naming the byte offset when it is not).
   /// `add_special_tokens` applies the post-processor's template (e.g. BOS/EOS) as HF does.

@@ -214,7 +214,7 @@ std::optional<AddedToken> bert_special_token(const SideFiles& side, const char* 
   const BertSpecial s = bert_special(side, key);
   if (s.value) return special_value(*s.file, *s.value, key);
   if (const char* d = bert_default(key)) {
-    AddedToken t;
+    tokenizer_detail::AddedToken t;
     t.content = d;
     t.special = true;
     t.normalized = false;
@@ -358,20 +358,18 @@ std::shared_ptr<Impl> load_vocab_txt(const fs::path& dir) {
 
 // ---- choosing the layout ------------------------------------------------------------------------
 
-Tokenizer Tokenizer::load(const std::filesystem::path& model_dir) {
+namespace {
+
+std::shared_ptr<Tokenizer::Impl> load_impl(const std::filesystem::path& model_dir) {
   namespace fs = std::filesystem;
   const fs::path json_path = model_dir / "tokenizer.json";
-  if (fs::exists(json_path)) {
-    return Tokenizer(
-        tokenizer_detail::load_tokenizer_json(json_path, model_dir / "tokenizer_config.json"));
-  }
+  if (fs::exists(json_path)) return tokenizer_detail::load_tokenizer_json(json_path, model_dir / "tokenizer_config.json");
   const fs::path vocab_path = model_dir / "vocab.json";
   const fs::path merges_path = model_dir / "merges.txt";
   const bool has_vocab = fs::exists(vocab_path);
   const bool has_merges = fs::exists(merges_path);
   if (!has_vocab && !has_merges) {
-    if (fs::exists(model_dir / "vocab.txt"))
-      return Tokenizer(tokenizer_detail::load_vocab_txt(model_dir));
+    if (fs::exists(model_dir / "vocab.txt")) return tokenizer_detail::load_vocab_txt(model_dir);
     throw FormatError(
         fmt::format("tokenizer file '{}' is missing (and there is no vocab.json + "
                     "merges.txt or vocab.txt beside it either)",
@@ -384,7 +382,30 @@ Tokenizer Tokenizer::load(const std::filesystem::path& model_dir) {
                     (has_vocab ? merges_path : vocab_path).string(),
                     (has_vocab ? vocab_path : merges_path).string()));
   }
-  return Tokenizer(tokenizer_detail::load_vocab_merges(model_dir));
+  return tokenizer_detail::load_vocab_merges(model_dir);
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::load(const std::filesystem::path& model_dir) { return Tokenizer(load_impl(model_dir)); }
+
+Tokenizer Tokenizer::load(const std::filesystem::path& model_dir, std::span<const std::string> special_tokens) {
+  std::shared_ptr<Impl> impl = load_impl(model_dir);
+  // ref: PreTrainedTokenizerFast.add_special_tokens -> add_tokens(special_tokens=True): a token
+  // already known keeps its id (and becomes special), a new one takes the next id; special added
+  // tokens are matched on the raw text (normalized=False) and skipped by skip_special_tokens.
+  for (const std::string& content : special_tokens) {
+    tokenizer_detail::AddedToken t;
+    t.content = content;
+    t.special = true;
+    t.normalized = false;
+    impl->add_token(std::move(t), std::nullopt, impl->source);
+  }
+  impl->raw_set = {};
+  impl->normalized_set = {};
+  impl->added_ids.clear();
+  impl->finish();
+  return Tokenizer(impl);
 }
 
 }  // namespace xcaption

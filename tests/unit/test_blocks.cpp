@@ -16,6 +16,7 @@
 
 #include <xcaption/errors.hpp>
 
+#include "decoder/text_encoder.hpp"
 #include "src/blocks/kv_cache.hpp"
 #include "src/blocks/transformer.hpp"
 #include "src/io/weights.hpp"
@@ -353,6 +354,85 @@ TEST_CASE("encoder layer: pre- and post-norm forward of a batch match the defini
     INFO("norm_first " << norm_first);
     check_close("encoder layer output", x.data(), want, 2e-5);
   }
+}
+
+TEST_CASE("text encoder: prefix states, scaled tokens, offset positions and post-norm layers match BART", "[blocks]") {
+  // ref: BartEncoder over inputs_embeds = [image features; embed_tokens(ids) * embed_scale]:
+  // + embed_positions(positions 0..T-1 read at + 2), layernorm_embedding, post-norm layers.
+  constexpr std::int64_t VOCAB = 11, POSITIONS = 12, PREFIX = 3;
+  Weights w;
+  w.add("shared.weight", {VOCAB, D}, 0.5f);
+  w.add("pos.weight", {POSITIONS + 2, D}, 0.5f);
+  w.norm("ln_emb", D);
+  for (const char* n : {"n1", "n2"}) w.norm(n, D);
+  for (const char* n : {"q", "k", "v", "o"}) w.linear(n, D, D);
+  w.linear("f1", D, FFN);
+  w.linear("f2", FFN, D);
+  const WeightStore store = w.open();
+  TextEncoderSpec s;
+  s.vocab_size = VOCAB;
+  s.width = D;
+  s.heads = HEADS;
+  s.positions = POSITIONS;
+  s.position_offset = 2;
+  s.token_embedding = "shared.weight";
+  s.embedding_scale = 2.0f;
+  s.position_embedding = "pos.weight";
+  s.embedding_norm = blocks::NormSpec{"ln_emb", D, 1e-5f};
+  blocks::EncoderLayerSpec l;
+  l.norm_first = false;
+  l.attention_norm = {"n1", D, 1e-5f};
+  l.mlp_norm = {"n2", D, 1e-5f};
+  l.qkv.parts = {{"q", D, {}}, {"k", D, {}}, {"v", D, {}}};
+  l.qkv.in = D;
+  l.attention_out = blocks::linear("o", D, D);
+  l.fc1 = blocks::linear("f1", D, FFN);
+  l.fc2 = blocks::linear("f2", FFN, D);
+  l.width = D;
+  l.heads = HEADS;
+  l.attention_scale = 0.5f;
+  s.layers = {l};
+  std::vector<ExpectedTensor> table;
+  TextEncoder::describe(s, false, table);
+  store.validate(table);
+  auto backend = make_onednn_backend();
+  TextEncoder encoder(s, store, *backend, nullptr, 8);
+
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> prefix(PREFIX * D);
+  for (auto& v : prefix) v = d(w.rng);
+  const std::vector<std::int64_t> ids{0, 7, 2, 10};
+  const std::int64_t t = PREFIX + static_cast<std::int64_t>(ids.size());
+  Vec x(prefix.begin(), prefix.end());
+  const auto& E = w.get("shared.weight");
+  for (auto id : ids)
+    for (std::int64_t c = 0; c < D; ++c) x.push_back(2.0 * E[id * D + c]);
+  const auto& P = w.get("pos.weight");
+  for (std::int64_t p = 0; p < t; ++p)
+    for (std::int64_t c = 0; c < D; ++c) x[p * D + c] += P[(p + 2) * D + c];
+  x = naive_norm(w, "ln_emb", x, D, 1e-5);
+  const Vec q = naive_linear(w, "q", x, D), k = naive_linear(w, "k", x, D), v = naive_linear(w, "v", x, D);
+  Vec ctx;
+  for (std::int64_t p = 0; p < t; ++p) {
+    const Vec o = naive_attend(slice(q, p, D), k, v, D, HEADS, 0.5);
+    ctx.insert(ctx.end(), o.begin(), o.end());
+  }
+  Vec h = naive_norm(w, "n1", add(x, naive_linear(w, "o", ctx, D)), D, 1e-5);
+  Vec m = naive_linear(w, "f1", h, D);
+  for (auto& e : m) e = gelu(e);
+  const Vec want = naive_norm(w, "n2", add(h, naive_linear(w, "f2", m, FFN)), D, 1e-5);
+
+  std::vector<float> got(static_cast<std::size_t>(t * D));
+  encoder.forward(prefix.data(), PREFIX, ids, got.data());
+  check_close("text encoder output", got.data(), want, 2e-5);
+  CHECK(encoder.flops(t) > 0);
+  // Longer than the position table: refused with the counts.
+  const std::vector<std::int64_t> many(POSITIONS, 1);
+  std::vector<float> big(static_cast<std::size_t>((PREFIX + POSITIONS) * D));
+  CHECK_THROWS_WITH(encoder.forward(prefix.data(), PREFIX, many, big.data()),
+                    Catch::Contains("max_position_embeddings 12"));
+  const std::vector<std::int64_t> bad{VOCAB};
+  CHECK_THROWS_AS(encoder.forward(prefix.data(), PREFIX, bad, got.data()), InputError);
 }
 
 TEST_CASE("data ops: patchify feeds a strided convolution, row copies, adds and head splits", "[blocks]") {

@@ -124,6 +124,38 @@ TEST_CASE("min length suppresses every eos id until reached (start token counts)
   CHECK(t[0] == 1.0f);
 }
 
+TEST_CASE("a forced token leaves only that token, and only at its length", "[generate]") {
+  std::vector<float> s{1.0f, 5.0f, -2.0f, 3.0f};
+  apply_forced_token(s, 2, 1, 3);  // history length 2, forced at 1: untouched
+  CHECK(s == std::vector<float>{1.0f, 5.0f, -2.0f, 3.0f});
+  apply_forced_token(s, 1, 1, 2);
+  CHECK(s == std::vector<float>{-kInf, -kInf, 0.0f, -kInf});
+}
+
+TEST_CASE("forced BOS picks the first token and forced EOS the last, greedy and beams", "[generate]") {
+  ScriptedModel m(6);
+  m.fallback = {-9.0f, 0.0f, -1.0f, -2.0f, 4.0f, -3.0f};  // 4 always wins, eos 0 never
+  for (std::int64_t beams : {1, 3}) {
+    auto s = settings(beams, 6);
+    s.prompt = {2};
+    s.no_repeat_ngram_size = 0;
+    s.forced_bos_token_id = 5;
+    s.forced_eos_token_id = 0;
+    DecodeResult r = decode(m, s, false);
+    INFO("beams " << beams);
+    // 5 forced first, then the model's own choice, eos forced at max_length - 1 (6 tokens in all).
+    REQUIRE(r.tokens.size() == 5);
+    CHECK(r.tokens.front() == 5);
+    CHECK(r.tokens[1] == 4);
+    CHECK(r.tokens.back() == 0);
+    // The recorded log-probabilities stay those of the raw logits.
+    CHECK(r.logprobs.front() < -5.0f);
+  }
+  // Without them, the same model never says 5 and runs to max_length without eos.
+  DecodeResult plain = decode(m, settings(1, 6), false);
+  CHECK(plain.tokens == std::vector<std::int64_t>{4, 4, 4, 4, 4});
+}
+
 TEST_CASE("beam hypotheses keep the best num_beams and track the worst score", "[generate][beam]") {
   BeamHypotheses h(2, 1.0, DecodeSettings::EarlyStopping::False, 20);
   h.add({0, {5, 0}, {}, {}}, -4.0, 2);  // score -2

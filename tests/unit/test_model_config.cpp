@@ -539,7 +539,7 @@ TEST_CASE("generation: value forms and ranges", "[config]") {
 
 TEST_CASE("generation: settings xcaption does not implement are reported", "[config]") {
   json c = minimal_config();
-  c["forced_eos_token_id"] = 50256;
+  c["max_time"] = 5;
   c["decoder"].update({{"num_beam_groups", 2},
                        {"diversity_penalty", 0.0},
                        {"bad_words_ids", nullptr},
@@ -548,11 +548,26 @@ TEST_CASE("generation: settings xcaption does not implement are reported", "[con
   const GenerationConfig g = f.load().generation;
   REQUIRE(g.unsupported.size() == 2);
   CHECK(g.unsupported[0] == "decoder.num_beam_groups=2 (config.json)");
-  CHECK(g.unsupported[1] == "forced_eos_token_id=50256 (config.json)");
+  CHECK(g.unsupported[1] == "max_time=5 (config.json)");
   f.write("generation_config.json", {{"suppress_tokens", {1, 2}}});
   const GenerationConfig h = f.load().generation;
   REQUIRE(h.unsupported.size() == 1);
   CHECK(h.unsupported[0] == "suppress_tokens=[1,2] (generation_config.json)");
+}
+
+TEST_CASE("generation: forced_bos_token_id and forced_eos_token_id are read", "[config]") {
+  json c = minimal_config();
+  c["forced_eos_token_id"] = 7;
+  c["decoder"]["forced_bos_token_id"] = 3;
+  Folder f(c);
+  const GenerationConfig g = f.load().generation;
+  CHECK(g.unsupported.empty());
+  REQUIRE(g.forced_bos_token_id);
+  CHECK(*g.forced_bos_token_id == 3);
+  REQUIRE(g.forced_eos_token_id);
+  CHECK(*g.forced_eos_token_id == 7);
+  c["forced_eos_token_id"] = 1 << 30;
+  CHECK_THAT(load_error<InputError>(c), Contains("forced_eos_token_id"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -219,4 +219,26 @@ TEST_CASE("requests share a batch only with equal settings", "[server]") {
   b = a;
   b.capture_cross_attention = true;
   CHECK(settings_key(a) != settings_key(b));
+  // A task model's task and its text each split batches (they set the encoder prompt); no text
+  // can pass for another field.
+  b = a;
+  b.task = "<OD>";
+  CHECK(settings_key(a) != settings_key(b));
+  CaptionRequest c = b;
+  c.task_text = "a car";
+  CHECK(settings_key(b) != settings_key(c));
+  CaptionRequest d = b;
+  d.task = "<OD> x1:a car";
+  CHECK(settings_key(c) != settings_key(d));
+}
+
+TEST_CASE("task and text are request fields", "[server]") {
+  CaptionRequest r;
+  CHECK(is_generation_field("task"));
+  CHECK(is_generation_field("text"));
+  set_generation_field(r, "task", json("<CAPTION_TO_PHRASE_GROUNDING>"));
+  set_generation_field(r, "text", json("a green car"));
+  CHECK(r.task == "<CAPTION_TO_PHRASE_GROUNDING>");
+  CHECK(r.task_text == "a green car");
+  CHECK_THROWS_AS(set_generation_field(r, "task", json(3)), HttpError);
 }

@@ -90,8 +90,18 @@ class OnednnLinear : public PreparedLinear {
   mutable memory plain_weights;  // (in, out) row-major, made on first need by a fallback primitive
 };
 
+// A convolution whose weights live in the layout oneDNN chose for the hinted input size.
+class OnednnConv : public PreparedConv {
+ public:
+  OnednnConv(const Conv2dShape& shape, ImageLayout src_layout) : PreparedConv(shape, src_layout) {}
+  memory weights;                // (out, in / groups, k, k) or (groups, out / g, in / g, k, k), prepared layout
+  memory bias;                   // (out), empty when the layer has none
+  int format_id = -1;            // index of the prepared layout in the backend's layout table
+  mutable memory other_weights;  // the weights in a layout some other primitive wants, made on first need
+};
+
 enum class Op : std::int64_t {
-  Linear = 1, BatchedMatmul, Softmax, LayerNorm, LogSoftmax, Eltwise, AttnMatmul, AttnSoftmaxBf16
+  Linear = 1, BatchedMatmul, Softmax, LayerNorm, LogSoftmax, Eltwise, AttnMatmul, AttnSoftmaxBf16, Conv
 };
 
 // Every parameter that changes the primitive, padded with zeros. The thread count is part of it:
@@ -120,8 +130,9 @@ struct Entry {
   dnnl::primitive primitive;
   std::array<dnnl_exec_arg_t, 8> args{};
   int nargs = 0;
-  memory src, weights, dst, scale, shift, scratchpad;
+  memory src, weights, dst, scale, shift, scratchpad, residual;
   int weights_slot = -1, bias_slot = -1;
+  memory::desc weights_md;  // convolutions: the weights layout the primitive was created for
   bool uses_plain_weights = false;
   bool bf16_input = false;  // the float32 input is rounded into the bf16 workspace first
 
@@ -481,6 +492,78 @@ class OnednnBackend : public Backend {
         std::memcpy(a.out + r * a.out_ld + h * hd, ctx + (h * tq + r) * hd, static_cast<std::size_t>(hd) * sizeof(float));
   }
 
+  std::unique_ptr<PreparedConv> prepare_conv2d(const Conv2dShape& shape, ImageLayout src_layout,
+                                               const float* weight, const float* bias,
+                                               std::int64_t height_hint, std::int64_t width_hint) override {
+    sync_threads();
+    auto conv = std::make_unique<OnednnConv>(shape, src_layout);
+    try {
+      // Ask oneDNN which weight layout it wants for one image of the hinted size, then reorder
+      // the checkpoint's weights into it once.
+      const std::int64_t h = std::max<std::int64_t>(height_hint, shape.kernel);
+      const std::int64_t w = std::max<std::int64_t>(width_hint, shape.kernel);
+      const memory::desc plain_md = plain_conv_weights_md(shape);
+      const auto pd = conv_pd(shape, src_layout, 1, h, w, conv_weights_any_md(shape), bias != nullptr, false);
+      if (!pd) throw dnnl::error(dnnl_unimplemented, "no convolution implementation");
+      const memory::desc packed_md = pd.weights_desc();
+      memory user(plain_md, engine_, const_cast<float*>(weight));
+      conv->weights = memory(packed_md, engine_, weight_arena_.allocate(packed_md.get_size()));
+      dnnl::reorder(user, conv->weights).execute(stream_, user, conv->weights);
+      stream_.wait();
+      if (bias) {
+        conv->bias = memory(memory::desc({shape.out}, kF32, Tag::a), engine_);
+        std::memcpy(conv->bias.get_data_handle(), bias, static_cast<std::size_t>(shape.out) * sizeof(float));
+      }
+      conv->format_id = layout_id(packed_md);
+    } catch (const dnnl::error& e) {
+      throw BackendError("oneDNN could not prepare convolution weights (" + describe_conv(shape, src_layout, 1, height_hint, width_hint) + "): " + e.what());
+    }
+    return conv;
+  }
+
+  void conv2d(const PreparedConv& prepared, const float* src, std::int64_t batch, std::int64_t height,
+              std::int64_t width, const float* residual, float* dst) override {
+    const auto* conv = dynamic_cast<const OnednnConv*>(&prepared);
+    if (!conv) throw BackendError("oneDNN conv2d: the convolution was prepared by another backend");
+    sync_threads();
+    const Conv2dShape& s = conv->shape();
+    const bool has_bias = static_cast<bool>(conv->bias), add = residual != nullptr;
+    const Key key{{static_cast<std::int64_t>(Op::Conv), s.in, s.out, s.kernel, s.stride, s.padding, s.groups,
+                   static_cast<std::int64_t>(conv->src_layout()), batch, height, width, has_bias, add,
+                   conv->format_id, threads_}};
+    Entry* e = find(key);
+    if (!e) {
+      const std::string what = "conv2d (" + describe_conv(s, conv->src_layout(), batch, height, width) +
+                               (add ? ", + residual)" : ")");
+      e = &create(key, what, [&](Entry& entry) {
+        // The prepared layout first; should oneDNN pick a kernel that wants another one for this
+        // size, let it choose and reorder the weights for it (once per layer, other_weights).
+        auto pd = conv_pd(s, conv->src_layout(), batch, height, width, conv->weights.get_desc(), has_bias, add);
+        if (!pd) pd = conv_pd(s, conv->src_layout(), batch, height, width, conv_weights_any_md(s), has_bias, add);
+        if (!pd) throw dnnl::error(dnnl_unimplemented, "no convolution implementation");
+        entry.primitive = dnnl::convolution_forward(pd);
+        entry.weights_md = pd.weights_desc();
+        entry.src = memory(pd.src_desc(), engine_, nullptr);
+        entry.dst = memory(pd.dst_desc(), engine_, nullptr);
+        entry.bind(DNNL_ARG_SRC, entry.src.get());
+        entry.weights_slot = entry.bind(DNNL_ARG_WEIGHTS, nullptr);
+        if (has_bias) entry.bias_slot = entry.bind(DNNL_ARG_BIAS, nullptr);
+        entry.bind(DNNL_ARG_DST, entry.dst.get());
+        if (add) {
+          entry.residual = memory(pd.dst_desc(), engine_, nullptr);
+          entry.bind(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, entry.residual.get());
+        }
+        return dnnl::primitive_desc(pd);
+      });
+    }
+    e->src.set_data_handle(const_cast<float*>(src));
+    e->dst.set_data_handle(dst);
+    if (add) e->residual.set_data_handle(const_cast<float*>(residual));
+    e->args[static_cast<std::size_t>(e->weights_slot)].memory = conv_weights(*conv, e->weights_md).get();
+    if (e->bias_slot >= 0) e->args[static_cast<std::size_t>(e->bias_slot)].memory = conv->bias.get();
+    execute(*e, "conv2d");
+  }
+
   void batched_matmul(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,
                       const float* a, Strided3 a_strides, const float* b, Strided3 b_strides,
                       float* c, Strided3 c_strides, float alpha) override {
@@ -589,6 +672,68 @@ class OnednnBackend : public Backend {
   // from another thread or someone else changed it.
   void sync_threads() {
     if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+  }
+
+  static std::string describe_conv(const Conv2dShape& s, ImageLayout layout, std::int64_t batch, std::int64_t height,
+                                   std::int64_t width) {
+    return std::to_string(batch) + "x" + std::to_string(s.in) + "x" + std::to_string(height) + "x" +
+           std::to_string(width) + (layout == ImageLayout::NCHW ? " nchw" : " nhwc") + " -> " + std::to_string(s.out) +
+           ", kernel " + std::to_string(s.kernel) + ", stride " + std::to_string(s.stride) + ", padding " +
+           std::to_string(s.padding) + ", groups " + std::to_string(s.groups);
+  }
+
+  // torch's Conv2d weight as oneDNN sees it: (out, in, k, k), or grouped (g, out/g, in/g, k, k).
+  static Dims conv_weight_dims(const Conv2dShape& s) {
+    if (s.groups == 1) return {s.out, s.in, s.kernel, s.kernel};
+    return {s.groups, s.out / s.groups, s.in / s.groups, s.kernel, s.kernel};
+  }
+  static memory::desc plain_conv_weights_md(const Conv2dShape& s) {
+    return memory::desc(conv_weight_dims(s), kF32, s.groups == 1 ? Tag::oihw : Tag::goihw);
+  }
+  static memory::desc conv_weights_any_md(const Conv2dShape& s) {
+    return memory::desc(conv_weight_dims(s), kF32, Tag::any);
+  }
+
+  // The primitive descriptor of one convolution (empty when oneDNN has no implementation for
+  // these descriptors). dst is NHWC; `add` appends a binary add of a second NHWC tensor.
+  dnnl::convolution_forward::primitive_desc conv_pd(const Conv2dShape& s, ImageLayout layout, std::int64_t batch,
+                                                    std::int64_t height, std::int64_t width,
+                                                    const memory::desc& weights_md, bool bias, bool add) {
+    const memory::desc src_md({batch, s.in, height, width}, kF32, layout == ImageLayout::NCHW ? Tag::nchw : Tag::nhwc);
+    const memory::desc dst_md({batch, s.out, s.out_size(height), s.out_size(width)}, kF32, Tag::nhwc);
+    const memory::desc bias_md({s.out}, kF32, Tag::a);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (add) {
+      dnnl::post_ops ops;
+      ops.append_binary(dnnl::algorithm::binary_add, dst_md);
+      attr.set_post_ops(ops);
+    }
+    const Dims strides{s.stride, s.stride}, padding{s.padding, s.padding};
+    const auto desc = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                             dnnl::algorithm::convolution_direct, src_md, weights_md,
+                                                             bias_md, dst_md, strides, padding, padding)
+                           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                             dnnl::algorithm::convolution_direct, src_md, weights_md,
+                                                             dst_md, strides, padding, padding);
+    return dnnl::convolution_forward::primitive_desc(desc, attr, engine_, /*allow_empty=*/true);
+  }
+
+  // The layer's weights in layout `md`: the prepared ones, or a reorder of them.
+  const memory& conv_weights(const OnednnConv& conv, const memory::desc& md) {
+    if (conv.weights.get_desc() == md) return conv.weights;
+    if (!conv.other_weights || conv.other_weights.get_desc() != md) {
+      try {
+        memory packed = conv.weights;
+        memory other(md, engine_);
+        dnnl::reorder(packed, other).execute(stream_, packed, other);
+        stream_.wait();
+        conv.other_weights = other;
+      } catch (const dnnl::error& e) {
+        throw BackendError(std::string("oneDNN could not reorder convolution weights: ") + e.what());
+      }
+    }
+    return conv.other_weights;
   }
 
   int layout_id(const memory::desc& md) {

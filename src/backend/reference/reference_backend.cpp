@@ -19,6 +19,13 @@ class ReferenceLinear : public PreparedLinear {
   bool bf16 = false;          // weight holds bf16-rounded values; inputs are rounded per call
 };
 
+class ReferenceConv : public PreparedConv {
+ public:
+  using PreparedConv::PreparedConv;
+  std::vector<float> weight;  // (out, in / groups, k, k)
+  std::vector<float> bias;    // (out) or empty
+};
+
 float round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
 
 // Element i of a key/value array held as float32 (f) or as bf16 bits (b16).
@@ -106,6 +113,47 @@ class ReferenceBackend : public Backend {
         dst[r * out + o] = static_cast<float>(v);
       }
     }
+  }
+
+  std::unique_ptr<PreparedConv> prepare_conv2d(const Conv2dShape& shape, ImageLayout src_layout,
+                                               const float* weight, const float* bias, std::int64_t,
+                                               std::int64_t) override {
+    auto c = std::make_unique<ReferenceConv>(shape, src_layout);
+    c->weight.assign(weight, weight + shape.out * (shape.in / shape.groups) * shape.kernel * shape.kernel);
+    if (bias) c->bias.assign(bias, bias + shape.out);
+    return c;
+  }
+
+  void conv2d(const PreparedConv& conv, const float* src, std::int64_t batch, std::int64_t height,
+              std::int64_t width, const float* residual, float* dst) override {
+    const auto& c = static_cast<const ReferenceConv&>(conv);
+    const Conv2dShape& s = c.shape();
+    const std::int64_t oh = s.out_size(height), ow = s.out_size(width), k = s.kernel;
+    const std::int64_t in_g = s.in / s.groups, out_g = s.out / s.groups;
+    const bool nchw = c.src_layout() == ImageLayout::NCHW;
+    auto at = [&](std::int64_t b, std::int64_t ch, std::int64_t y, std::int64_t x) {
+      return nchw ? src[((b * s.in + ch) * height + y) * width + x] : src[((b * height + y) * width + x) * s.in + ch];
+    };
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t y = 0; y < oh; ++y)
+        for (std::int64_t x = 0; x < ow; ++x)
+          for (std::int64_t o = 0; o < s.out; ++o) {
+            const std::int64_t g = o / out_g;
+            double acc = c.bias.empty() ? 0.0 : c.bias[o];
+            for (std::int64_t i = 0; i < in_g; ++i)
+              for (std::int64_t ky = 0; ky < k; ++ky) {
+                const std::int64_t iy = y * s.stride - s.padding + ky;
+                if (iy < 0 || iy >= height) continue;
+                for (std::int64_t kx = 0; kx < k; ++kx) {
+                  const std::int64_t ix = x * s.stride - s.padding + kx;
+                  if (ix < 0 || ix >= width) continue;
+                  acc += double(c.weight[((o * in_g + i) * k + ky) * k + kx]) * at(b, g * in_g + i, iy, ix);
+                }
+              }
+            const std::int64_t d = ((b * oh + y) * ow + x) * s.out + o;
+            if (residual) acc += residual[d];
+            dst[d] = static_cast<float>(acc);
+          }
   }
 
   void batched_matmul(std::int64_t batch, std::int64_t m, std::int64_t n, std::int64_t k,
