@@ -2,8 +2,12 @@
 """PyTorch eager baseline for `xcaption bench`: the Hugging Face computation (tools/xcaption_ref,
 which writes out transformers' ViT, GPT-2, BLIP and generate() math; transformers itself cannot
 be installed here) on the same model folder and image, timed the same way. The family comes from
-config.json: vision-encoder-decoder (vit-gpt2, tools/xcaption_ref/modeling.py) or blip
-(BlipForConditionalGeneration, tools/xcaption_ref/blip.py; decoder input [DEC], eos [SEP]).
+config.json: vision-encoder-decoder (vit-gpt2, tools/xcaption_ref/modeling.py), blip
+(BlipForConditionalGeneration, tools/xcaption_ref/blip.py; decoder input [DEC], eos [SEP]) or
+florence2 (tools/xcaption_ref/florence2.py, either checkpoint layout: DaViT + projector, the BART
+encoder over the image tokens and the --task prompt, the decoder with the language model's
+generation settings: forced <s> first, forced </s> last, no_repeat_ngram_size 3; --beams
+overrides num_beams as for the other families).
 
 Variants:
   hf      cross-attention K/V recomputed from the encoder states at every step and for every beam,
@@ -12,19 +16,22 @@ Variants:
           again at each step; newer releases keep them in an EncoderDecoderCache, which is the
           `cached` variant);
   cached  cross K/V computed once per image (what xcaption does), everything else unchanged.
+          Florence-2: transformers' BART caches the cross K/V (past_key_values), so both variants
+          compute them once.
 dtypes: f32 (torch float32; matrix products through OpenBLAS), bf16 (the model converted with
 .to(torch.bfloat16); CPU products through oneDNN's bf16 gemm, as torch does for bfloat16; the
 logits are cast to float32 before the logits processors, as generate() does).
 
 Timings per run (median over --repeats after one warm-up): preprocess (PIL resize + rescale +
 normalize), encoder (ViT + projection), decode (generate()'s token loop incl. cross K/V),
-end to end. Prints one JSON object per (dtype, beams, variant) line with --json, else a table.
+end to end; for Florence-2 "encoder" is the image tower + projector + BART encoder. Prints one JSON object per (dtype, beams, variant) line with --json, else a table.
 
 Threads: OPENBLAS_NUM_THREADS and OMP_NUM_THREADS are set from --blas-threads / --threads before
 torch is imported; torch.set_num_threads(--threads).
 
 usage: /usr/bin/python3 bench/pytorch_baseline.py --model DIR [--image FILE] [--beams 1,4]
        [--dtypes f32,bf16] [--variants hf,cached] [--new-tokens 16] [--threads 2] [--repeats 3]
+       [--task "<CAPTION>"]
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ def parse_args():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--blas-threads", type=int, help="OpenBLAS threads (default: --threads)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--task", default="<CAPTION>", help="Florence-2 task token (default <CAPTION>)")
     ap.add_argument("--json", action="store_true")
     return ap.parse_args()
 
@@ -65,7 +73,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from xcaption_ref import blip, modeling, preprocess  # noqa: E402
+from xcaption_ref import blip, florence2, modeling, preprocess  # noqa: E402
 from xcaption_ref import generate as G  # noqa: E402
 from xcaption_ref.config import read_json  # noqa: E402
 
@@ -111,8 +119,12 @@ class Family:
 
     def __init__(self, folder: Path):
         model_type = read_json(folder / "config.json").get("model_type")
-        self.name = "blip" if model_type == "blip" else "vit-gpt2"
-        if self.name == "blip":
+        self.name = {"blip": "blip", "florence2": "florence2"}.get(model_type, "vit-gpt2")
+        if self.name == "florence2":
+            b = florence2.load_pretrained(folder)
+            self.model, self.config, self.preprocessor = b.model, b.config, b.preprocessor
+            self.prompt_ids = florence2.prompt_ids(b.tokenizer, ARGS.task, b.config.layout)
+        elif self.name == "blip":
             b = blip.load_pretrained(folder)
             self.model, self.config, self.preprocessor = b.model, b.config, b.preprocessor
             # the text decoder's GenerationConfig from text_config, eos = [SEP] (see blip.py)
@@ -125,7 +137,10 @@ class Family:
             self.max_positions = None
 
     def wrap_head_float32(self):
-        if self.name == "blip":
+        if self.name == "florence2":
+            head = self.model.lm_logits
+            self.model.lm_logits = lambda h: head(h).float()
+        elif self.name == "blip":
             preds = self.model.text_decoder.cls
             preds.predictions = Float32Logits(preds.predictions)
         else:
@@ -140,6 +155,19 @@ def run_once(bundle, image, dtype, beams, variant, new_tokens):
     if dtype == "bf16":
         px = px.to(torch.bfloat16)
     t1 = time.perf_counter()
+    if bundle.name == "florence2":
+        with torch.no_grad():
+            enc = model.encode(model.image_features(px), bundle.prompt_ids)
+        t2 = time.perf_counter()
+        r = florence2.resolved(bundle.config, num_beams=beams, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        with torch.no_grad():
+            if beams == 1:
+                res = G._greedy(model, enc, r, False, False, True, None, [r.decoder_start_token_id])
+            else:
+                res = G._beam(model, enc, r, False, False, True, None, [r.decoder_start_token_id])
+        t3 = time.perf_counter()
+        return {"preprocess": (t1 - t0) * 1e3, "encoder": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
+                "end_to_end": (t3 - t0) * 1e3, "tokens": len(res.generated)}
     with torch.no_grad():
         enc = model.project(model.encode(px))
     t2 = time.perf_counter()

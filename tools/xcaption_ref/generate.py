@@ -53,9 +53,16 @@ class Resolved:
     decoder_start_token_id: int
     eos_token_ids: List[int]
     pad_token_id: Optional[int]
+    # ForcedBOSTokenLogitsProcessor / ForcedEOSTokenLogitsProcessor (BART-style models; unset elsewhere)
+    forced_bos_token_id: Optional[int] = None
+    forced_eos_token_id: Optional[int] = None
 
     def to_dict(self) -> Dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for k in ("forced_bos_token_id", "forced_eos_token_id"):
+            if d[k] is None:
+                del d[k]
+        return d
 
 
 def resolve(gen: GenerationConfig, model_config=None, *, input_len: int = 1,
@@ -103,7 +110,8 @@ def resolve(gen: GenerationConfig, model_config=None, *, input_len: int = 1,
 def apply_processors(r: Resolved, input_ids: torch.Tensor, scores: torch.Tensor,
                      prompt_len: int = 1) -> torch.Tensor:
     """HF's order: repetition penalty, no-repeat-ngram, min length, min new tokens (which skips
-    the `prompt_len` input tokens)."""
+    the `prompt_len` input tokens), forced BOS (at cur_len 1 only bos survives, with score 0),
+    forced EOS (at cur_len max_length - 1 likewise for eos)."""
     scores = scores.clone()
     if r.repetition_penalty != 1.0:
         s = torch.gather(scores, 1, input_ids)
@@ -127,6 +135,11 @@ def apply_processors(r: Resolved, input_ids: torch.Tensor, scores: torch.Tensor,
         if suppress:
             for e in r.eos_token_ids:
                 scores[:, e] = NEG_INF
+    cur_len = input_ids.size(1)
+    for tok, at in ((r.forced_bos_token_id, 1), (r.forced_eos_token_id, r.max_length - 1)):
+        if tok is not None and cur_len == at:
+            scores[:, :] = NEG_INF
+            scores[:, tok] = 0.0
     return scores
 
 
