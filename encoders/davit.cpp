@@ -585,20 +585,22 @@ TokenGrid Florence2VisionTower::grid() const {
 void Florence2VisionTower::forward(const float* pixels, std::int64_t batch, float* out) {
   Impl& m = *impl_;
   Backend& be = m.backend;
-  const std::int64_t t = num_tokens();
-  m.reserve(batch, t);
-  m.backbone(pixels, batch, spec_.image_size, nullptr);
-
-  // ref: _encode_image (remote) / Florence2MultiModalProjector (native): x + pos, + temporal
-  // row 0, then the feature sources of one frame, projection, LayerNorm.
+  const std::int64_t t = num_tokens(), side = spec_.image_size;
+  // One image at a time: at 768x768 a stage-0 map is already 36,864 rows for every linear layer,
+  // so batching gains nothing there, while the workspaces (about 230 MB for Florence-2-base)
+  // would grow with the batch.
+  m.reserve(1, t);
   const Stage& last = m.stages.back();
   const std::int64_t d = last.dim, cells = last.tokens();
   for (std::int64_t b = 0; b < batch; ++b) {
-    float* f = m.features.data() + b * cells * d;
-    ops::copy_rows(be, m.x.data() + b * cells * d, d, cells, nullptr, cells, d, f, d);
+    m.backbone(pixels + b * 3 * side * side, 1, side, nullptr);
+    // ref: _encode_image (remote) / Florence2MultiModalProjector (native): x + pos, + temporal
+    // row 0, then the feature sources of one frame, projection, LayerNorm.
+    float* f = m.features.data();
+    ops::copy_rows(be, m.x.data(), d, cells, nullptr, cells, d, f, d);
     if (m.pos.size() > 0) ops::add_rows(be, m.pos.data(), d, cells, d, f, d);
     if (m.temporal.size() > 0) ops::add_rows(be, m.temporal.data(), 0, cells, d, f, d);
-    float* row = m.tokens.data() + b * t * d;
+    float* row = m.tokens.data();
     for (auto source : spec_.feature_sources) {
       if (source == Florence2FeatureSource::spatial_avg_pool) {
         ops::mean_rows(be, f, d, cells, d, row);
@@ -608,9 +610,10 @@ void Florence2VisionTower::forward(const float* pixels, std::int64_t batch, floa
         row += cells * d;
       }
     }
+    float* o = out + b * t * spec_.projection_dim;
+    ops::linear(be, *m.projection, m.tokens.data(), t, o);
+    ops::layer_norm(be, m.projection_norm, o, o, t);
   }
-  ops::linear(be, *m.projection, m.tokens.data(), batch * t, out);
-  ops::layer_norm(be, m.projection_norm, out, out, batch * t);
 }
 
 std::vector<FloatBuffer> Florence2VisionTower::stage_outputs(const float* pixels) {

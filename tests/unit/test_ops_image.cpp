@@ -6,6 +6,8 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -299,6 +301,50 @@ TEST_CASE("mean_rows averages rows with a stride", "[ops]") {
     ops::mean_rows(*backend, src.data(), ld, rows, cols, got.data());
     CHECK_NEAR_ALL(got, want, 1e-6);
   }
+}
+
+}  // namespace
+}  // namespace xcaption
+
+namespace xcaption {
+namespace {
+
+// The reference kernels oneDNN falls back to are 10-100x slower: DaViT's stem (a 3-channel NCHW
+// image into NHWC) and the depthwise convolutions with their residual must not land there.
+TEST_CASE("onednn conv2d uses optimized kernels for DaViT's convolutions", "[ops][conv]") {
+  if (!__builtin_cpu_supports("avx2")) {
+    std::puts("XCAPTION-SKIPPED: oneDNN's optimized convolutions need AVX2 here");
+    return;
+  }
+  auto backend = make_onednn_backend();
+  struct Case {
+    Conv2dShape shape;
+    ImageLayout layout;
+    std::int64_t side;
+    bool residual;
+  };
+  for (const Case& c : {Case{{3, 32, 7, 4, 3, 1}, ImageLayout::NCHW, 64, false},
+                        Case{{32, 32, 3, 1, 1, 32}, ImageLayout::NHWC, 16, true},
+                        Case{{32, 64, 3, 2, 1, 1}, ImageLayout::NHWC, 16, false}}) {
+    const Conv2dShape& s = c.shape;
+    const auto weight = randn(static_cast<std::size_t>(s.out * (s.in / s.groups) * s.kernel * s.kernel), 71);
+    const auto bias = randn(static_cast<std::size_t>(s.out), 72);
+    auto conv = backend->prepare_conv2d(s, c.layout, weight.data(), bias.data(), c.side, c.side);
+    const auto src = randn(static_cast<std::size_t>(s.in * c.side * c.side), 73);
+    const std::int64_t o = s.out_size(c.side);
+    const auto residual = randn(static_cast<std::size_t>(o * o * s.out), 74);
+    std::vector<float> dst(residual.size());
+    ops::conv2d(*backend, *conv, src.data(), 1, c.side, c.side, c.residual ? residual.data() : nullptr, dst.data());
+  }
+  const auto created = onednn::stats(*backend).created;
+  int convs = 0;
+  for (const auto& line : created) {
+    if (line.rfind("conv2d", 0) != 0) continue;
+    ++convs;
+    INFO(line);
+    CHECK(line.find("-> ref") == std::string::npos);
+  }
+  CHECK(convs == 3);
 }
 
 }  // namespace

@@ -133,6 +133,10 @@ struct Entry {
   memory src, weights, dst, scale, shift, scratchpad, residual;
   int weights_slot = -1, bias_slot = -1;
   memory::desc weights_md;  // convolutions: the weights layout the primitive was created for
+  // Convolutions whose kernel wants another source layout: the caller's source and its reorder.
+  memory user_src;
+  dnnl::primitive src_reorder;
+  std::array<dnnl_exec_arg_t, 2> reorder_args{};
   bool uses_plain_weights = false;
   bool bf16_input = false;  // the float32 input is rounded into the bf16 workspace first
 
@@ -503,7 +507,8 @@ class OnednnBackend : public Backend {
       const std::int64_t h = std::max<std::int64_t>(height_hint, shape.kernel);
       const std::int64_t w = std::max<std::int64_t>(width_hint, shape.kernel);
       const memory::desc plain_md = plain_conv_weights_md(shape);
-      const auto pd = conv_pd(shape, src_layout, 1, h, w, conv_weights_any_md(shape), bias != nullptr, false);
+      const auto pd = conv_pd(shape, conv_src_md(shape, src_layout, 1, h, w), 1, h, w, conv_weights_any_md(shape),
+                              bias != nullptr, false);
       if (!pd) throw dnnl::error(dnnl_unimplemented, "no convolution implementation");
       const memory::desc packed_md = pd.weights_desc();
       memory user(plain_md, engine_, const_cast<float*>(weight));
@@ -536,14 +541,28 @@ class OnednnBackend : public Backend {
       const std::string what = "conv2d (" + describe_conv(s, conv->src_layout(), batch, height, width) +
                                (add ? ", + residual)" : ")");
       e = &create(key, what, [&](Entry& entry) {
-        // The prepared layout first; should oneDNN pick a kernel that wants another one for this
-        // size, let it choose and reorder the weights for it (once per layer, other_weights).
-        auto pd = conv_pd(s, conv->src_layout(), batch, height, width, conv->weights.get_desc(), has_bias, add);
-        if (!pd) pd = conv_pd(s, conv->src_layout(), batch, height, width, conv_weights_any_md(s), has_bias, add);
+        // Weights in whatever layout the kernel wants (the prepared one, or a reorder of it made
+        // once per layer). Where only the reference kernel takes the caller's source layout (a
+        // 3-channel NCHW image into NHWC), let oneDNN pick the source layout and reorder into it.
+        const memory::desc user_src = conv_src_md(s, conv->src_layout(), batch, height, width);
+        auto pd = conv_pd(s, user_src, batch, height, width, conv_weights_any_md(s), has_bias, add);
+        if (!pd || is_reference(pd)) {
+          const memory::desc any_src({batch, s.in, height, width}, kF32, Tag::any);
+          auto alt = conv_pd(s, any_src, batch, height, width, conv_weights_any_md(s), has_bias, add);
+          if (alt && !is_reference(alt)) pd = alt;
+        }
         if (!pd) throw dnnl::error(dnnl_unimplemented, "no convolution implementation");
+        if (pd.src_desc() != user_src) {
+          entry.user_src = memory(user_src, engine_, nullptr);
+          entry.src = memory(pd.src_desc(), engine_, nullptr);
+          entry.src_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, user_src, engine_, pd.src_desc()));
+          entry.reorder_args = {{{DNNL_ARG_SRC, entry.user_src.get()}, {DNNL_ARG_DST, entry.src.get()}}};
+          const std::size_t need = pd.src_desc().get_size();
+          if (need > conv_workspace_bytes_) grow(conv_workspace_, conv_workspace_bytes_, need, "convolution source workspace");
+        }
         entry.primitive = dnnl::convolution_forward(pd);
         entry.weights_md = pd.weights_desc();
-        entry.src = memory(pd.src_desc(), engine_, nullptr);
+        if (!entry.src) entry.src = memory(pd.src_desc(), engine_, nullptr);
         entry.dst = memory(pd.dst_desc(), engine_, nullptr);
         entry.bind(DNNL_ARG_SRC, entry.src.get());
         entry.weights_slot = entry.bind(DNNL_ARG_WEIGHTS, nullptr);
@@ -556,7 +575,13 @@ class OnednnBackend : public Backend {
         return dnnl::primitive_desc(pd);
       });
     }
-    e->src.set_data_handle(const_cast<float*>(src));
+    if (e->user_src) {
+      e->user_src.set_data_handle(const_cast<float*>(src));
+      e->src.set_data_handle(conv_workspace_.get());
+      run(e->src_reorder, e->reorder_args.data(), 2, "conv2d source reorder");
+    } else {
+      e->src.set_data_handle(const_cast<float*>(src));
+    }
     e->dst.set_data_handle(dst);
     if (add) e->residual.set_data_handle(const_cast<float*>(residual));
     e->args[static_cast<std::size_t>(e->weights_slot)].memory = conv_weights(*conv, e->weights_md).get();
@@ -696,10 +721,17 @@ class OnednnBackend : public Backend {
 
   // The primitive descriptor of one convolution (empty when oneDNN has no implementation for
   // these descriptors). dst is NHWC; `add` appends a binary add of a second NHWC tensor.
-  dnnl::convolution_forward::primitive_desc conv_pd(const Conv2dShape& s, ImageLayout layout, std::int64_t batch,
+  static memory::desc conv_src_md(const Conv2dShape& s, ImageLayout layout, std::int64_t batch, std::int64_t height,
+                                  std::int64_t width) {
+    return memory::desc({batch, s.in, height, width}, kF32, layout == ImageLayout::NCHW ? Tag::nchw : Tag::nhwc);
+  }
+  static bool is_reference(const dnnl::primitive_desc& pd) {
+    return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+  }
+
+  dnnl::convolution_forward::primitive_desc conv_pd(const Conv2dShape& s, const memory::desc& src_md, std::int64_t batch,
                                                     std::int64_t height, std::int64_t width,
                                                     const memory::desc& weights_md, bool bias, bool add) {
-    const memory::desc src_md({batch, s.in, height, width}, kF32, layout == ImageLayout::NCHW ? Tag::nchw : Tag::nhwc);
     const memory::desc dst_md({batch, s.out, s.out_size(height), s.out_size(width)}, kF32, Tag::nhwc);
     const memory::desc bias_md({s.out}, kF32, Tag::a);
     dnnl::primitive_attr attr;
@@ -983,6 +1015,8 @@ class OnednnBackend : public Backend {
   std::size_t workspace_bytes_ = 0;
   std::unique_ptr<void, AlignedFree> attention_workspace_;  // head-major Q, K, V, P and context
   std::size_t attention_workspace_bytes_ = 0;
+  std::unique_ptr<void, AlignedFree> conv_workspace_;  // a convolution's reordered source
+  std::size_t conv_workspace_bytes_ = 0;
   std::unique_ptr<void, AlignedFree> bf16_workspace_;  // a bf16 linear's rounded input
   std::size_t bf16_workspace_bytes_ = 0;
   Precision precision_ = Precision::F32;
