@@ -106,7 +106,7 @@ TEST_CASE("florence2 caption --boxes draws the detected box on the image", "[cli
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("--task and --text on a model without tasks are errors", "[cli][florence2]") {
+TEST_CASE("florence2 cli: --task and --text on a model without tasks are errors", "[cli][florence2]") {
   const std::string tiny = (kData / "tiny-vit-gpt2").string();
   const auto no_tasks = run_cli("caption --model '" + tiny + "' --task '<OD>' '" + kImage + "'");
   CHECK(no_tasks.exit_code == 5);
