@@ -2,12 +2,23 @@
 // move and change, for the video samples and the README. Deterministic for one OpenCV build.
 //
 //   make_sample_video OUT.mp4 [--still OUT.png] [--seed N] [--fps N] [--width W --height H]
+//   make_sample_video OUT.mp4 --scenes N [--scene-seconds S] [--truth TRUTH.jsonl] [--seed N] [--fps N]
+//                     [--width W --height H]
+//
+// --scenes writes a test video for the subtitle stabiliser instead: N scenes of S seconds each
+// (default 3). Every scene is a layout of the renderer whose objects drift together (a slow
+// horizontal sway that keeps every relation, so the caption stays the same), and in every third
+// scene with two objects the second one appears halfway through (a caption change inside the
+// scene). --truth writes the true timeline, one JSON object per line: {"start", "end", "caption"}
+// (the renderer's canonical caption), which tools/video_segments.py compares with `xcaption video`.
 //
 // --still also writes the two-shape scene as a PNG at its own canvas size (samples/data/shapes.png).
 //
 // Timeline (seconds): 0-2 one shape; 2-4 a second shape appears; 4-6 the first shape slides to
 // the other side of the second; 6-8 a different scene with three shapes. Each phase is a scene of
 // the project's renderer (src/scenes), drawn at its own canvas size and resized to the frame size.
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -55,6 +66,92 @@ void translate(detail::ObjectGeometry& g, int dx16) {
   for (auto& p : g.polygon16) p.x += dx16;
 }
 
+// Largest shift (1/16 px, both ways) that keeps every object of `l` inside its canvas border.
+int sway_amplitude16(const detail::Layout& l) {
+  const int border = std::max(2, std::min(l.scene.width, l.scene.height) * 2 / 100);
+  int slack = l.scene.width;
+  for (const auto& o : l.scene.objects) slack = std::min({slack, o.bbox[0] - border, l.scene.width - border - o.bbox[2]});
+  return std::clamp(slack, 0, l.scene.width / 10) * detail::kOne;
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) out += c == '"' || c == '\\' ? std::string("\\") + c : std::string(1, c);
+  return out + "\"";
+}
+
+int write_test_video(const std::string& out, const std::string& truth_path, std::uint64_t seed, int fps, int width,
+                     int height, int scene_count, double scene_seconds) {
+  RenderOptions options;
+  options.seed = seed;
+  options.jpeg_probability = 0.0;
+  cv::VideoWriter writer(out, cv::VideoWriter::fourcc('m', 'p', '4', 'v'), fps, {width, height});
+  if (!writer.isOpened()) {
+    std::fprintf(stderr, "make_sample_video: cannot write %s\n", out.c_str());
+    return 1;
+  }
+  struct Piece {
+    double start, end;
+    std::string caption;
+  };
+  std::vector<Piece> truth;
+  auto mark = [&](double t, const std::string& caption) {
+    if (!truth.empty() && truth.back().caption == caption) return;
+    if (!truth.empty()) truth.back().end = t;
+    truth.push_back({t, t, caption});
+  };
+  const int frames_per_scene = std::max(2, static_cast<int>(scene_seconds * fps + 0.5));
+  std::int64_t next_index = 0;
+  std::int64_t frame_no = 0;
+  for (int j = 0; j < scene_count; ++j) {
+    // Object counts cycle 1, 2, 3, 2 so that neighbouring scenes always differ.
+    const int want = std::array<int, 4>{1, 2, 3, 2}[static_cast<std::size_t>(j % 4)];
+    detail::Layout l;
+    for (;; ++next_index) {
+      l = detail::make_layout(options, next_index);
+      if (static_cast<int>(l.scene.objects.size()) == want && l.background.kind != detail::BackgroundKind::Texture &&
+          (truth.empty() || l.scene.captions[0] != truth.back().caption))
+        break;
+    }
+    ++next_index;
+    const bool appear = want == 2 && j % 4 == 1;
+    const int amp16 = sway_amplitude16(l);
+    for (int f = 0; f < frames_per_scene; ++f, ++frame_no) {
+      const double t = static_cast<double>(frame_no) / fps;
+      detail::Layout shown = l;
+      const bool one = appear && f < frames_per_scene / 2;
+      if (one) {
+        shown.geometry.resize(1);
+        shown.scene.objects.resize(1);
+      }
+      // Integer sway: a triangle wave of amplitude amp16 over the scene.
+      const int phase = 4 * f * 1000 / frames_per_scene;  // 0..3999
+      const int tri = phase < 1000 ? phase : phase < 3000 ? 2000 - phase : phase - 4000;  // -1000..1000
+      const int dx16 = static_cast<int>(static_cast<long long>(amp16) * tri / 1000);
+      for (auto& g : shown.geometry) translate(g, dx16);
+      mark(t, one ? captions_for(shown.scene.objects)[0] : l.scene.captions[0]);
+      cv::Mat resized;
+      cv::resize(detail::render_layout(shown), resized, {width, height}, 0, 0, cv::INTER_AREA);
+      writer.write(resized);
+    }
+  }
+  writer.release();
+  truth.back().end = static_cast<double>(frame_no) / fps;
+  if (!truth_path.empty()) {
+    std::FILE* f = std::fopen(truth_path.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "make_sample_video: cannot write %s\n", truth_path.c_str());
+      return 1;
+    }
+    for (const auto& p : truth)
+      std::fprintf(f, "{\"start\": %.3f, \"end\": %.3f, \"caption\": %s}\n", p.start, p.end, json_string(p.caption).c_str());
+    std::fclose(f);
+  }
+  std::printf("%s: %lld frames at %d fps, %dx%d, %zu true segments\n", out.c_str(), static_cast<long long>(frame_no), fps,
+              width, height, truth.size());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -63,7 +160,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string out = argv[1];
-  std::string still;
+  std::string still, truth;
+  int scene_count = 0;
+  double scene_seconds = 3.0;
   std::uint64_t seed = 11;
   int fps = 10, width = 256, height = 192;
   for (int i = 2; i + 1 < argc; i += 2) {
@@ -73,11 +172,19 @@ int main(int argc, char** argv) {
     else if (k == "--fps") fps = std::atoi(argv[i + 1]);
     else if (k == "--width") width = std::atoi(argv[i + 1]);
     else if (k == "--height") height = std::atoi(argv[i + 1]);
+    else if (k == "--scenes") scene_count = std::atoi(argv[i + 1]);
+    else if (k == "--scene-seconds") scene_seconds = std::atof(argv[i + 1]);
+    else if (k == "--truth") truth = argv[i + 1];
     else {
       std::fprintf(stderr, "make_sample_video: unknown option %s\n", k.c_str());
       return 2;
     }
   }
+  if (fps < 1 || width < 16 || height < 16 || scene_count < 0 || !(scene_seconds > 0)) {
+    std::fprintf(stderr, "make_sample_video: --fps >= 1, --width/--height >= 16, --scenes >= 0, --scene-seconds > 0\n");
+    return 2;
+  }
+  if (scene_count > 0) return write_test_video(out, truth, seed, fps, width, height, scene_count, scene_seconds);
   RenderOptions options;
   options.seed = seed;
   options.jpeg_probability = 0.0;

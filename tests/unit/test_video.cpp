@@ -7,6 +7,7 @@
 #include <regex>
 #include <sstream>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
@@ -398,4 +399,106 @@ TEST_CASE("segments of the bundled model follow the scene changes of a rendered 
     }
     CHECK(r.segments.back().end == Approx(8.0));
   }
+}
+
+namespace {
+
+// One raw sample per caption, `every` seconds apart, frame i * 10.
+std::vector<Segment> fake_samples(const std::vector<std::string>& captions, double every) {
+  std::vector<Segment> out;
+  for (std::size_t i = 0; i < captions.size(); ++i) {
+    Segment s;
+    s.start = s.end = static_cast<double>(i) * every;
+    s.caption = captions[i];
+    s.frame_index = static_cast<std::int64_t>(i) * 10;
+    s.mean_logprob = -0.01 * static_cast<double>(i + 1);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::string joined(const std::vector<Segment>& segs) {
+  std::string out;
+  for (const auto& s : segs) out += fmt::format("{}@{:g}x{} ", s.caption, s.start, s.samples);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("stabilize: none keeps every change, consecutive and majority remove flicker", "[video]") {
+  // Three scenes A, B, C of 6 samples; B flickers to x and y while its shapes pass each other.
+  const std::vector<std::string> c = {"A", "A", "A", "A", "A", "A", "B", "B", "x", "B", "y", "x",
+                                      "B", "B", "C", "C", "C", "C"};
+  const auto samples = fake_samples(c, 0.5);
+  const double end = 9.0;
+  const auto none = stabilize(samples, end, {Stabilizer::None, 1, 0});
+  CHECK(none.size() == 8);  // A B x B y x B C
+
+  const auto k2 = stabilize(samples, end, {Stabilizer::Consecutive, 2, 0});
+  INFO(joined(k2));
+  REQUIRE(k2.size() == 3);
+  CHECK(k2[0].caption == "A");
+  CHECK(k2[1].caption == "B");
+  CHECK(k2[2].caption == "C");
+  CHECK(k2[1].start == 3.0);  // the true boundaries, not delayed: the run's first sample
+  CHECK(k2[2].start == 7.0);
+  CHECK(k2[1].end == 7.0);
+  CHECK(k2[2].end == end);
+  CHECK(k2[1].samples == 8);
+  CHECK(k2[1].frame_index == 60);  // first sample of the segment with its caption
+  CHECK(k2[1].mean_logprob == Approx(-0.07));
+
+  // Majority over 3: the isolated x goes, but "y x" (two different flickers in a row) leaves one.
+  const auto m3 = stabilize(samples, end, {Stabilizer::Majority, 3, 0});
+  INFO(joined(m3));
+  CHECK(m3.size() > 3);
+  const auto m5 = stabilize(samples, end, {Stabilizer::Majority, 5, 0});
+  INFO(joined(m5));
+  REQUIRE(m5.size() == 3);
+  CHECK(m5[1].start == 3.0);
+  CHECK(m5[2].start == 7.0);
+
+  // min_segment alone also removes the one-sample segments (each is 0.5 s long).
+  const auto ms = stabilize(samples, end, {Stabilizer::None, 1, 1.0});
+  INFO(joined(ms));
+  REQUIRE(ms.size() == 3);
+  CHECK(ms[1].caption == "B");
+  CHECK(ms[2].start == 7.0);
+  std::int64_t total = 0;
+  for (const auto& s : ms) total += s.samples;
+  CHECK(total == static_cast<std::int64_t>(c.size()));
+}
+
+TEST_CASE("stabilize: a short real scene survives consecutive K when it lasts K samples", "[video]") {
+  const auto samples = fake_samples({"A", "A", "A", "B", "B", "C", "C", "C"}, 1.0);
+  const auto k2 = stabilize(samples, 8.0, {Stabilizer::Consecutive, 2, 0});
+  INFO(joined(k2));
+  REQUIRE(k2.size() == 3);
+  CHECK(k2[1].start == 3.0);
+  // K = 3 is longer than B: it is absorbed into A.
+  const auto k3 = stabilize(samples, 8.0, {Stabilizer::Consecutive, 3, 0});
+  INFO(joined(k3));
+  REQUIRE(k3.size() == 2);
+  CHECK(k3[1].caption == "C");
+  CHECK(k3[1].start == 5.0);
+  // Leading flicker joins the first stable caption.
+  const auto lead = stabilize(fake_samples({"x", "A", "A", "B", "B"}, 1.0), 5.0, {Stabilizer::Consecutive, 2, 0});
+  REQUIRE(lead.size() == 2);
+  CHECK(lead[0].caption == "A");
+  CHECK(lead[0].start == 0.0);
+  CHECK(lead[0].frame_index == 10);
+}
+
+TEST_CASE("stabilize validates its options and sample order", "[video]") {
+  const auto samples = fake_samples({"A", "B"}, 1.0);
+  CHECK_THROWS_AS(stabilize(samples, 2.0, {Stabilizer::Consecutive, 0, 0}), InputError);
+  CHECK_THROWS_AS(stabilize(samples, 2.0, {Stabilizer::Majority, 4, 0}), InputError);
+  CHECK_THROWS_AS(stabilize(samples, 2.0, {Stabilizer::None, 1, -1}), InputError);
+  auto reversed = samples;
+  std::swap(reversed[0], reversed[1]);
+  CHECK_THROWS_AS(stabilize(reversed, 2.0, {}), InputError);
+  CHECK(stabilize({}, 0, {}).empty());
+  CHECK(parse_stabilizer("majority") == Stabilizer::Majority);
+  CHECK(stabilizer_name(parse_stabilizer("consecutive")) == "consecutive");
+  CHECK_THROWS_AS(parse_stabilizer("vote"), InputError);
 }
