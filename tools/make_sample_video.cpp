@@ -80,6 +80,34 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+// The true timeline: the canonical caption from each frame on, merged while it stays the same.
+struct Truth {
+  struct Piece {
+    double start, end;
+    std::string caption;
+  };
+  std::vector<Piece> pieces;
+  void mark(double t, const std::string& caption) {
+    if (!pieces.empty() && pieces.back().caption == caption) return;
+    if (!pieces.empty()) pieces.back().end = t;
+    pieces.push_back({t, t, caption});
+  }
+  bool write(const std::string& path, double end) {
+    if (pieces.empty()) return true;
+    pieces.back().end = end;
+    if (path.empty()) return true;
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "make_sample_video: cannot write %s\n", path.c_str());
+      return false;
+    }
+    for (const auto& p : pieces)
+      std::fprintf(f, "{\"start\": %.3f, \"end\": %.3f, \"caption\": %s}\n", p.start, p.end, json_string(p.caption).c_str());
+    std::fclose(f);
+    return true;
+  }
+};
+
 int write_test_video(const std::string& out, const std::string& truth_path, std::uint64_t seed, int fps, int width,
                      int height, int scene_count, double scene_seconds) {
   RenderOptions options;
@@ -90,16 +118,7 @@ int write_test_video(const std::string& out, const std::string& truth_path, std:
     std::fprintf(stderr, "make_sample_video: cannot write %s\n", out.c_str());
     return 1;
   }
-  struct Piece {
-    double start, end;
-    std::string caption;
-  };
-  std::vector<Piece> truth;
-  auto mark = [&](double t, const std::string& caption) {
-    if (!truth.empty() && truth.back().caption == caption) return;
-    if (!truth.empty()) truth.back().end = t;
-    truth.push_back({t, t, caption});
-  };
+  Truth truth;
   const int frames_per_scene = std::max(2, static_cast<int>(scene_seconds * fps + 0.5));
   std::int64_t next_index = 0;
   std::int64_t frame_no = 0;
@@ -110,7 +129,7 @@ int write_test_video(const std::string& out, const std::string& truth_path, std:
     for (;; ++next_index) {
       l = detail::make_layout(options, next_index);
       if (static_cast<int>(l.scene.objects.size()) == want && l.background.kind != detail::BackgroundKind::Texture &&
-          (truth.empty() || l.scene.captions[0] != truth.back().caption))
+          (truth.pieces.empty() || l.scene.captions[0] != truth.pieces.back().caption))
         break;
     }
     ++next_index;
@@ -129,26 +148,16 @@ int write_test_video(const std::string& out, const std::string& truth_path, std:
       const int tri = phase < 1000 ? phase : phase < 3000 ? 2000 - phase : phase - 4000;  // -1000..1000
       const int dx16 = static_cast<int>(static_cast<long long>(amp16) * tri / 1000);
       for (auto& g : shown.geometry) translate(g, dx16);
-      mark(t, one ? captions_for(shown.scene.objects)[0] : l.scene.captions[0]);
+      truth.mark(t, one ? captions_for(shown.scene.objects)[0] : l.scene.captions[0]);
       cv::Mat resized;
       cv::resize(detail::render_layout(shown), resized, {width, height}, 0, 0, cv::INTER_AREA);
       writer.write(resized);
     }
   }
   writer.release();
-  truth.back().end = static_cast<double>(frame_no) / fps;
-  if (!truth_path.empty()) {
-    std::FILE* f = std::fopen(truth_path.c_str(), "w");
-    if (f == nullptr) {
-      std::fprintf(stderr, "make_sample_video: cannot write %s\n", truth_path.c_str());
-      return 1;
-    }
-    for (const auto& p : truth)
-      std::fprintf(f, "{\"start\": %.3f, \"end\": %.3f, \"caption\": %s}\n", p.start, p.end, json_string(p.caption).c_str());
-    std::fclose(f);
-  }
+  if (!truth.write(truth_path, static_cast<double>(frame_no) / fps)) return 1;
   std::printf("%s: %lld frames at %d fps, %dx%d, %zu true segments\n", out.c_str(), static_cast<long long>(frame_no), fps,
-              width, height, truth.size());
+              width, height, truth.pieces.size());
   return 0;
 }
 
@@ -200,7 +209,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "make_sample_video: cannot write %s\n", out.c_str());
     return 1;
   }
+  Truth timeline;
+  int frame_no = 0;
   auto emit = [&](const detail::Layout& l) {
+    timeline.mark(static_cast<double>(frame_no++) / fps, captions_for(l.scene.objects)[0]);
     cv::Mat frame, resized;
     frame = detail::render_layout(l);
     cv::resize(frame, resized, {width, height}, 0, 0, cv::INTER_AREA);
@@ -214,16 +226,20 @@ int main(int argc, char** argv) {
   for (int f = 0; f < phase; ++f) {  // one shape
     detail::Layout l = pair;
     l.geometry.resize(1);
+    l.scene.objects.resize(1);
     emit(l);
   }
   for (int f = 0; f < phase; ++f) emit(pair);  // the second appears
   for (int f = 0; f < phase; ++f) {             // the first slides across
     detail::Layout l = pair;
-    translate(l.geometry[0], static_cast<int>(static_cast<long long>(shift16) * (f + 1) / phase));
+    const int dx16 = static_cast<int>(static_cast<long long>(shift16) * (f + 1) / phase);
+    translate(l.geometry[0], dx16);
+    l.scene.objects[0].center[0] += static_cast<double>(dx16) / detail::kOne;
     emit(l);
   }
   for (int f = 0; f < phase; ++f) emit(trio);  // cut to three shapes
   writer.release();
+  if (!timeline.write(truth, static_cast<double>(frame_no) / fps)) return 1;
   std::printf("%s: %d frames at %d fps, %dx%d\n  0-2 s: %s %s %s\n  2-4 s: %s\n  4-6 s: the %s %s moves to the "
               "other side\n  6-8 s: %s\n",
               out.c_str(), 4 * phase, fps, width, height, o[0].size.c_str(), o[0].color.c_str(), o[0].shape.c_str(),

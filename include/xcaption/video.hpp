@@ -64,7 +64,7 @@ enum class Stabilizer {
 struct StabilizeOptions {
   Stabilizer kind = Stabilizer::Consecutive;
   /// Consecutive: K >= 1 (1 is the same as None). Majority: an odd window >= 1.
-  int window = 3;
+  int window = 2;
   /// After stabilising, a segment shorter than this (seconds, >= 0) is merged into its longer
   /// neighbour (two neighbours left with the same caption merge too); 0 keeps every segment. The
   /// last segment is measured up to `end_time`.
