@@ -502,3 +502,64 @@ TEST_CASE("stabilize validates its options and sample order", "[video]") {
   CHECK(stabilizer_name(parse_stabilizer("consecutive")) == "consecutive");
   CHECK_THROWS_AS(parse_stabilizer("vote"), InputError);
 }
+
+TEST_CASE("stabilised segments of the bundled model: one per scene of a moving-shapes video, 4:3 and 16:9",
+          "[video][model]") {
+  const fs::path model = default_model_dir();
+  if (!fs::exists(model / "model.safetensors")) {
+    WARN("no trained model at " << model.string() << ": moving-shapes test not run");
+    return;
+  }
+  // Four scenes of 1, 2, 3 and 2 objects, 3 s each at 10 fps; all objects of a scene sway together
+  // (relations and captions stay the same, every frame differs), so only the cuts change the caption.
+  scenes::RenderOptions ro;
+  ro.seed = 11;
+  ro.jpeg_probability = 0;
+  std::vector<scenes::detail::Layout> layouts;
+  for (std::int64_t i = 0; layouts.size() < 4; ++i) {
+    auto l = scenes::detail::make_layout(ro, i);
+    const std::size_t want = std::array<std::size_t, 4>{1, 2, 3, 2}[layouts.size()];
+    if (l.scene.objects.size() == want && l.background.kind != scenes::detail::BackgroundKind::Texture)
+      layouts.push_back(std::move(l));
+  }
+  Captioner captioner = Captioner::load(model);
+  for (const cv::Size size : {cv::Size(256, 192), cv::Size(320, 180)}) {
+    INFO("frame " << size.width << "x" << size.height);
+    const test::TempDir tmp("moving");
+    const fs::path video = tmp.path / "moving.avi";
+    {
+      cv::VideoWriter w(video.string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 10, size);
+      REQUIRE(w.isOpened());
+      for (const auto& l : layouts) {
+        const int slack = l.scene.width / 12 * scenes::detail::kOne;
+        for (int f = 0; f < 30; ++f) {
+          auto shown = l;
+          const int dx = (f < 15 ? f : 30 - f) * 2 * slack / 15 - slack;  // -slack .. slack .. -slack
+          for (auto& g : shown.geometry) {
+            g.center16.x += dx;
+            for (auto& p : g.polygon16) p.x += dx;
+          }
+          cv::Mat frame, resized;
+          frame = scenes::detail::render_layout(shown);
+          cv::resize(frame, resized, size, 0, 0, cv::INTER_AREA);
+          w.write(resized);
+        }
+      }
+    }
+    Options o;
+    o.every = 0.5;
+    o.stabilize = {Stabilizer::Consecutive, 2, 0};
+    const Result r = caption_video(captioner, video.string(), o);
+    std::string seen;
+    for (const auto& s : r.samples_seen) seen += fmt::format("{:.1f} {}\n", s.start, s.caption);
+    INFO("samples:\n" << seen);
+    INFO("segments: " << joined(r.segments));
+    REQUIRE(r.segments.size() == 4);
+    for (std::size_t k = 0; k < 4; ++k) {
+      CHECK(std::abs(r.segments[k].start - 3.0 * static_cast<double>(k)) <= o.every + 1e-6);
+      const auto parsed = scenes::parse_caption(r.segments[k].caption);
+      CHECK(parsed.ok);
+      CHECK(parsed.objects.size() == layouts[k].scene.objects.size());
+    }
+  }
+}
