@@ -259,9 +259,20 @@ class Recipe:
     b_tokens: int = 0   # main phase: idem (0: full images)
     pos_scale: float = 1.0
     curriculum_max_objects: int = 1
+    # renderer style of the training and validation scenes (`xcaption scenes --style`): "train" is
+    # the shipped model's world; "wide" is issue 15's wider world (see README-grammar.md, Styles).
+    scene_style: str = "train"
+
+    def as_dict(self) -> dict:
+        """The recipe as written to logs, checkpoints and summaries; with the train style it is the
+        same as before scene_style existed (so its key and exported files do not change)."""
+        d = dataclasses.asdict(self)
+        if d["scene_style"] == "train":
+            del d["scene_style"]
+        return d
 
     def key(self) -> str:
-        return hashlib.sha1(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 SMOKE = dict(vit_hidden=32, vit_layers=1, vit_heads=2, vit_mlp=64, gpt_hidden=32, gpt_layers=1,
@@ -324,7 +335,7 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # data
 
-def render(xcaption: Path, out_dir: Path, seed: int, count: int) -> List[dict]:
+def render(xcaption: Path, out_dir: Path, seed: int, count: int, style: str = "train") -> List[dict]:
     """Renders `count` scenes of `seed` into out_dir unless they are there already."""
     jsonl = out_dir / "scenes.jsonl"
 
@@ -345,8 +356,9 @@ def render(xcaption: Path, out_dir: Path, seed: int, count: int) -> List[dict]:
         if not xcaption.exists():
             raise SystemExit(f"{xcaption} not found: build xcaption first (tools/build.sh) or pass --xcaption")
         t0 = time.time()
+        style_args = [] if style == "train" else ["--style", style]
         subprocess.run([str(xcaption), "scenes", "--count", str(count), "--seed", str(seed),
-                        "--out", str(out_dir)], check=True, stdout=subprocess.DEVNULL)
+                        "--out", str(out_dir)] + style_args, check=True, stdout=subprocess.DEVNULL)
         scenes = existing()
         if scenes is None:
             raise SystemExit(f"{xcaption} scenes did not write {count} scenes to {out_dir}")
@@ -827,7 +839,7 @@ def save_checkpoint(path: Path, model, opt, step: int, r: Recipe, extra: dict, a
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                 "aux_head": aux_head.state_dict() if aux_head is not None else None,
-                "recipe": dataclasses.asdict(r), "recipe_key": r.key(), **extra}, tmp)
+                "recipe": r.as_dict(), "recipe_key": r.key(), **extra}, tmp)
     os.replace(tmp, path)
 
 
@@ -844,12 +856,18 @@ def main(argv=None) -> int:
     t_start = time.time()
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    log(f"recipe {r.key()}: {json.dumps(dataclasses.asdict(r))}")
+    log(f"recipe {r.key()}: {json.dumps(r.as_dict())}")
     log(f"threads: torch {torch.get_num_threads()}, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
 
-    train_dir, val_dir = work / f"train_s{r.train_seed}_n{r.train_count}", work / f"val_s{r.val_seed}_n{r.val_count}"
-    train_scenes = render(args.xcaption, train_dir, r.train_seed, r.train_count)
-    val_scenes = render(args.xcaption, val_dir, r.val_seed, r.val_count)
+    if r.scene_style not in ("train", "wide", "unseen"):
+        raise SystemExit(f"--scene-style must be train or wide, got {r.scene_style!r}")
+    if r.scene_style == "unseen":
+        raise SystemExit("--scene-style unseen is the evaluation style: no model trains on it")
+    tag = "" if r.scene_style == "train" else f"_{r.scene_style}"  # the train style keeps its folder names
+    train_dir = work / f"train_s{r.train_seed}_n{r.train_count}{tag}"
+    val_dir = work / f"val_s{r.val_seed}_n{r.val_count}{tag}"
+    train_scenes = render(args.xcaption, train_dir, r.train_seed, r.train_count, r.scene_style)
+    val_scenes = render(args.xcaption, val_dir, r.val_seed, r.val_count, r.scene_style)
     train_u8 = preprocess_split(train_dir, train_scenes, r.image_size)
     val_u8 = preprocess_split(val_dir, val_scenes, r.image_size)
     label_len = 15  # the longest caption has 14 tokens, + eos
@@ -1038,7 +1056,7 @@ def main(argv=None) -> int:
     m = evaluate(exported, val_u8, val_scenes, grid)
     log(f"validation of the exported model ({len(val_scenes)} scenes of seed {r.val_seed}, "
         f"{time.time() - t_val:.0f} s): {format_metrics(m)}")
-    summary = {"recipe": dataclasses.asdict(r), "recipe_key": r.key(), "parameters": n_params,
+    summary = {"recipe": r.as_dict(), "recipe_key": r.key(), "parameters": n_params,
                "steps": total, "train_seconds": train_seconds, "wall_seconds": time.time() - t_start,
                "validation": m, "history": history,
                "threads": {"torch": torch.get_num_threads(), "openblas": os.environ["OPENBLAS_NUM_THREADS"]}}

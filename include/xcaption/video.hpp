@@ -45,6 +45,43 @@ class SegmentBuilder {
   double last_time_ = 0;
 };
 
+// ---- Stable segments ---------------------------------------------------------------------------
+
+/// How consecutive samples are turned into segments. A captioner looking at a moving scene may
+/// give neighbouring frames different captions (a relation flips while two shapes pass each other,
+/// a size word comes and goes); without stabilising, each flicker becomes its own subtitle.
+enum class Stabilizer {
+  None,         // every change of caption starts a segment (SegmentBuilder's merging)
+  Consecutive,  // a new caption starts a segment only once it is seen on `window` consecutive
+                // samples; the segment starts at the first of them, shorter runs stay in the
+                // segment that is open
+  Majority,     // each sample's caption is replaced by the most frequent caption of the `window`
+                // samples centred on it (ties: the sample's own caption if it is among the tied,
+                // else the previous sample's result, else the one seen first), then equal
+                // neighbours merge
+};
+
+struct StabilizeOptions {
+  Stabilizer kind = Stabilizer::Consecutive;
+  /// Consecutive: K >= 1 (1 is the same as None). Majority: an odd window >= 1.
+  int window = 2;
+  /// After stabilising, a segment shorter than this (seconds, >= 0) is merged into its longer
+  /// neighbour (two neighbours left with the same caption merge too); 0 keeps every segment. The
+  /// last segment is measured up to `end_time`.
+  double min_segment = 0;
+};
+
+/// "none", "consecutive" or "majority"; throws InputError naming the valid values otherwise.
+Stabilizer parse_stabilizer(std::string_view name);
+std::string_view stabilizer_name(Stabilizer kind);
+
+/// Segments from raw samples (one Segment per sample with start = its time, samples = 1, in
+/// increasing time) stabilised as `options` says; every segment ends where the next starts, the
+/// last at max(end_time, its start). A segment keeps the frame index and mean log-prob of its
+/// first sample that carries its caption; `samples` counts every sample it covers.
+/// Throws InputError for invalid options or samples out of time order.
+std::vector<Segment> stabilize(std::span<const Segment> samples, double end_time, const StabilizeOptions& options);
+
 // ---- Subtitle formats --------------------------------------------------------------------------
 
 /// "HH:MM:SS,mmm" (SubRip) or "HH:MM:SS.mmm" (WebVTT) with `separator` ',' or '.'. Seconds are
@@ -103,6 +140,10 @@ struct Options {
   double assumed_fps = 25.0;
   /// Stop after this much stream time (seconds); unset = read to the end (or until stopped).
   std::optional<double> max_duration;
+  /// How captions of neighbouring samples become segments (Result::segments); the raw per-sample
+  /// captions are in Result::samples_seen. The default (3 consecutive samples) was chosen by
+  /// measurement on rendered videos, see docs/attention-and-video.md.
+  StabilizeOptions stabilize;
   /// Generation settings; capture_cross_attention is set automatically when needed.
   CaptionRequest request;
 
@@ -135,6 +176,7 @@ struct Result {
   bool timestamps = false;      // the source reported usable timestamps
   bool stopped = false;         // should_stop ended the run
   double end_time = 0;          // stream time where reading ended
+  std::vector<Segment> samples_seen;  // every sample with its own caption, in time order
 };
 
 /// True when `source` names a camera (a non-negative integer that is not an existing file).

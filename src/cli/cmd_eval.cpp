@@ -118,6 +118,11 @@ int cmd_eval(int argc, char** argv) {
   po::options_description options("options");
   options.add_options()("help,h", "show this help")
       ("data,d", po::value<std::string>()->value_name("DIR"), "dataset folder with scenes.jsonl and its images (required)")
+      ("style", po::value<std::string>()->value_name("train|wide|unseen"),
+       "instead of --data: render --count scenes of --seed in this renderer style into a temporary folder "
+       "(removed afterwards) and evaluate those")
+      ("seed", po::value<std::uint64_t>()->default_value(2026)->value_name("S"), "with --style: dataset seed")
+      ("count", po::value<std::int64_t>()->default_value(200)->value_name("N"), "with --style: number of scenes")
       ("limit", po::value<std::int64_t>()->value_name("N"), "evaluate only the first N scenes")
       ("layer", po::value<std::string>()->default_value("last")->value_name("L|last|mean"),
        "decoder layer whose cross-attention plays the pointing game (0-based or 'last'), or 'mean' over layers")
@@ -156,8 +161,34 @@ int cmd_eval(int argc, char** argv) {
           "after the report and the --json/--details files are written).\n");
       return kOk;
     }
-    if (!vm.count("data")) throw UsageError("eval: --data is required (see xcaption eval --help)");
-    const std::filesystem::path data = vm["data"].as<std::string>();
+    if (vm.count("data") == vm.count("style"))
+      throw UsageError("eval: give either --data DIR or --style STYLE (see xcaption eval --help)");
+    std::filesystem::path data;
+    std::string style_label = "data";
+    struct Cleanup {
+      std::filesystem::path dir;
+      ~Cleanup() {
+        std::error_code ec;
+        if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+      }
+    } cleanup;
+    if (vm.count("style")) {
+      scenes::RenderOptions ro;
+      try {
+        ro.style = scenes::parse_style(vm["style"].as<std::string>());
+      } catch (const InputError& e) {
+        throw UsageError(fmt::format("eval: --style: {}", e.what()));
+      }
+      ro.seed = vm["seed"].as<std::uint64_t>();
+      ro.count = vm["count"].as<std::int64_t>();
+      if (ro.count < 1) throw UsageError("eval: --count must be >= 1");
+      style_label = std::string(scenes::style_name(ro.style));
+      data = std::filesystem::temp_directory_path() / fmt::format("xcaption-eval-{}-{}", style_label, ::getpid());
+      cleanup.dir = data;
+      scenes::render_scenes(ro, data);
+    } else {
+      data = vm["data"].as<std::string>();
+    }
     eval::LayerChoice layer;
     const bool last_layer = vm["layer"].as<std::string>() == "last";  // resolved once the model is loaded
     try {
@@ -254,6 +285,16 @@ int cmd_eval(int argc, char** argv) {
       per_layer += fmt::format("{}: {:.3f}  ", l, tally.rate(static_cast<std::int64_t>(l)));
     per_layer += fmt::format("mean: {:.3f}\n", tally.rate(std::nullopt));
     report += per_layer;
+    const auto groups = eval::breakdown(scenes, scores);
+    std::string last_group;
+    for (const auto& g : groups) {
+      if (g.group != last_group) report += fmt::format("  recall by {}:", g.group);
+      last_group = g.group;
+      report += fmt::format("  {} {:.3f} ({}/{}{})", g.value, g.recall(), g.matched, g.objects,
+                            g.group == "aspect" ? fmt::format(", {}/{} scenes fully correct", g.fully_correct, g.scenes)
+                                                : std::string());
+      if (&g == &groups.back() || (&g + 1)->group != g.group) report += "\n";
+    }
     std::cout << report;
     std::cout.flush();
 
@@ -275,7 +316,10 @@ int cmd_eval(int argc, char** argv) {
     // ---- JSON ----
     if (vm.count("json")) {
       Json j;
-      j["data"] = data.string();
+      j["data"] = vm.count("style") ? Json(nullptr) : Json(data.string());
+      j["style"] = vm.count("style") ? Json({{"style", style_label}, {"seed", vm["seed"].as<std::uint64_t>()},
+                                             {"count", vm["count"].as<std::int64_t>()}})
+                                     : Json(nullptr);
       j["model"] = info.dir.string();
       j["images"] = scenes.size();
       j["seconds"] = seconds;
@@ -320,6 +364,14 @@ int cmd_eval(int argc, char** argv) {
       p["per_layer"] = std::move(layers);
       p["mean_layers"] = {{"hits", tally.mean_hits}, {"rate", tally.rate(std::nullopt)}};
       m["pointing"] = std::move(p);
+      Json groups_json = Json::array();
+      for (const auto& g : groups) {
+        Json gj = {{"group", g.group}, {"value", g.value}, {"objects", g.objects}, {"matched", g.matched},
+                   {"recall", g.recall()}};
+        if (g.group == "aspect") gj["scenes"] = g.scenes, gj["fully_correct"] = g.fully_correct;
+        groups_json.push_back(std::move(gj));
+      }
+      m["breakdown"] = std::move(groups_json);
       j["metrics"] = std::move(m);
       j["thresholds"] = std::move(threshold_json);
       write_text_atomically(vm["json"].as<std::string>(), dump(j, 2) + "\n");

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <xcaption/errors.hpp>
 #include <xcaption/scenes.hpp>
 
 #include "src/cli/cli.hpp"
@@ -39,6 +40,9 @@ int cmd_scenes(int argc, char** argv) {
        "index of the first scene; scene i depends only on (seed, i)")
       ("min-objects", po::value<int>()->default_value(1)->value_name("A"), "fewest objects per scene (1-3)")
       ("max-objects", po::value<int>()->default_value(3)->value_name("B"), "most objects per scene (1-3)")
+      ("style", po::value<std::string>()->default_value("train")->value_name("train|wide|unseen"),
+       "renderer parameterisation (same grammar): train (the shipped model's), wide (the wider training "
+       "world), unseen (the evaluation style no model trains on); see README-grammar.md")
       ("jpeg-probability", po::value<double>()->default_value(0.2, "0.2")->value_name("P"),
        "chance that a scene goes through a JPEG round trip (0-1)");
   try {
@@ -65,6 +69,11 @@ int cmd_scenes(int argc, char** argv) {
     render.min_objects = vm["min-objects"].as<int>();
     render.max_objects = vm["max-objects"].as<int>();
     render.jpeg_probability = vm["jpeg-probability"].as<double>();
+    try {
+      render.style = scenes::parse_style(vm["style"].as<std::string>());
+    } catch (const xcaption::InputError& e) {
+      throw UsageError(fmt::format("scenes: --style: {}", e.what()));
+    }
     const std::string out = vm["out"].as<std::string>();
     if (render.count < 0) throw UsageError(fmt::format("scenes: --count must be >= 0, got {}", render.count));
     if (render.start_index < 0)

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -118,6 +119,14 @@ int cmd_video(int argc, char** argv) {
       ("diff-threshold", po::value<double>()->default_value(0.02, "0.02")->value_name("X"),
        "reuse the last caption when a sampled frame differs from the last captioned one by less than X "
        "(largest change of the mean grey level of a cell in a 16x16 grid, 0..1; 0 = caption every sample)")
+      ("stabilizer", po::value<std::string>()->default_value("consecutive")->value_name("none|consecutive|majority"),
+       "how a caption change becomes a new segment: none (every change), consecutive (only once the new "
+       "caption is seen on --window consecutive samples), majority (each sample takes the most frequent "
+       "caption of the --window samples around it)")
+      ("window", po::value<int>()->default_value(2)->value_name("N"),
+       "stabilizer window in samples (consecutive: N >= 1; majority: odd N)")
+      ("min-segment", po::value<double>()->default_value(0.0, "0")->value_name("SECONDS"),
+       "merge segments shorter than this into their longer neighbour (0 keeps all)")
       ("assume-fps", po::value<double>()->default_value(25.0, "25")->value_name("FPS"),
        "frame rate used when the source reports neither timestamps nor a frame rate")
       ("duration", po::value<double>()->value_name("SECONDS"), "stop after this much stream time")
@@ -139,8 +148,10 @@ int cmd_video(int argc, char** argv) {
           "xcaption video INPUT [OPTIONS]",
           "Captions a video: reads INPUT with OpenCV (files and streams its FFmpeg backend reads; an\n"
           "integer is a camera index), takes the first frame and then one frame per --every seconds of\n"
-          "stream time, captions it, and merges consecutive equal captions into segments. A sampled\n"
-          "frame nearly identical to the last captioned one reuses its caption (--diff-threshold).\n"
+          "stream time, captions it, and merges consecutive equal captions into segments; a changed\n"
+          "caption starts a new segment only when it is stable (--stabilizer, --window, --min-segment).\n"
+          "A sampled frame nearly identical to the last captioned one reuses its caption\n"
+          "(--diff-threshold).\n"
           "Without --srt/--vtt/--jsonl/--annotate the SubRip text goes to stdout.",
           options,
           "Timing: frames are timed by the stream's timestamps; a frame without a usable one is placed\n"
@@ -166,6 +177,18 @@ int cmd_video(int argc, char** argv) {
       o.max_duration = vm["duration"].as<double>();
       if (!(*o.max_duration > 0)) throw UsageError("--duration must be > 0 seconds");
     }
+    try {
+      o.stabilize.kind = video::parse_stabilizer(vm["stabilizer"].as<std::string>());
+    } catch (const InputError& e) {
+      throw UsageError(fmt::format("--stabilizer: {}", e.what()));
+    }
+    o.stabilize.window = vm["window"].as<int>();
+    if (o.stabilize.window < 1) throw UsageError("--window must be >= 1 sample");
+    if (o.stabilize.kind == video::Stabilizer::Majority && o.stabilize.window % 2 == 0)
+      throw UsageError(fmt::format("--window {}: a majority window must be odd", o.stabilize.window));
+    o.stabilize.min_segment = vm["min-segment"].as<double>();
+    if (!(o.stabilize.min_segment >= 0) || !std::isfinite(o.stabilize.min_segment))
+      throw UsageError("--min-segment must be >= 0 seconds");
     const std::string overlay = vm["overlay"].as<std::string>();
     if (overlay != "none" && overlay != "attention")
       throw UsageError(fmt::format("--overlay takes none or attention, got '{}'", overlay));

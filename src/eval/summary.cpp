@@ -63,4 +63,51 @@ EvalSummary summarize(const std::vector<scenes::Scene>& scenes, const std::vecto
   return s;
 }
 
+std::string aspect_group(int width, int height) {
+  // Integer comparisons: w/h >= 1.6 <=> 5w >= 8h, and so on.
+  const std::int64_t w = width, h = height;
+  if (5 * w >= 8 * h) return "wide";
+  if (10 * w > 11 * h) return "landscape";
+  if (8 * w <= 5 * h) return "tall";
+  if (10 * w < 9 * h) return "portrait";
+  return "square";
+}
+
+std::vector<GroupScore> breakdown(const std::vector<scenes::Scene>& scene_list,
+                                  const std::vector<scenes::CaptionScore>& scores) {
+  if (scene_list.size() != scores.size())
+    throw InputError(fmt::format("eval: {} scenes but {} scores", scene_list.size(), scores.size()));
+  std::vector<GroupScore> groups;
+  auto add = [&](const char* group, const std::vector<std::string>& values) {
+    for (const auto& v : values) groups.push_back({group, v});
+  };
+  add("size", scenes::sizes());
+  add("shape", scenes::shapes());
+  add("color", scenes::colors());
+  add("aspect", {"tall", "portrait", "square", "landscape", "wide"});
+  auto find = [&](const char* group, const std::string& value) -> GroupScore& {
+    for (auto& g : groups)
+      if (g.group == group && g.value == value) return g;
+    throw InputError(fmt::format("eval: unknown {} '{}'", group, value));
+  };
+  for (std::size_t i = 0; i < scene_list.size(); ++i) {
+    const auto& scene = scene_list[i];
+    std::vector<bool> matched(scene.objects.size(), false);
+    for (int m : scores[i].matching)
+      if (m >= 0 && static_cast<std::size_t>(m) < matched.size()) matched[static_cast<std::size_t>(m)] = true;
+    GroupScore& aspect = find("aspect", aspect_group(scene.width, scene.height));
+    ++aspect.scenes;
+    aspect.fully_correct += scores[i].fully_correct;
+    for (std::size_t k = 0; k < scene.objects.size(); ++k) {
+      const auto& o = scene.objects[k];
+      for (GroupScore* g : {&find("size", o.size), &find("shape", o.shape), &find("color", o.color), &aspect}) {
+        ++g->objects;
+        g->matched += matched[k];
+      }
+    }
+  }
+  std::erase_if(groups, [](const GroupScore& g) { return g.objects == 0; });
+  return groups;
+}
+
 }  // namespace xcaption::eval

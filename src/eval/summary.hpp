@@ -37,6 +37,27 @@ struct StructureSummary {
 
 StructureSummary summarize_structure(const std::vector<scenes::CaptionScore>& scores);
 
+/// Error analysis: how often the scene objects of each kind are named correctly (recall: the
+/// object is matched by score_caption's matching), grouped by size word, shape, colour and the
+/// canvas aspect of their scene (width / height: "portrait" < 0.9, "square" 0.9-1.1, "landscape"
+/// > 1.1, and the 16:9 / 9:16 ends: "wide" >= 1.6, "tall" <= 0.625); per aspect group also the
+/// share of scenes whose caption is fully correct.
+struct GroupScore {
+  std::string group;  // "size", "shape", "color" or "aspect"
+  std::string value;  // e.g. "small", "cross", "orange", "wide"
+  std::int64_t objects = 0, matched = 0;
+  std::int64_t scenes = 0, fully_correct = 0;  // aspect groups only
+  double recall() const { return objects ? static_cast<double>(matched) / static_cast<double>(objects) : 0.0; }
+};
+
+/// aspect_group(w, h) as described above; throws nothing (w, h > 0).
+std::string aspect_group(int width, int height);
+
+/// Groups in a fixed order: sizes, shapes, colours (grammar order), then aspect groups from tall
+/// to wide; groups with no object are left out. Throws InputError when the sizes differ.
+std::vector<GroupScore> breakdown(const std::vector<scenes::Scene>& scenes,
+                                  const std::vector<scenes::CaptionScore>& scores);
+
 /// Everything `xcaption eval` reports.
 struct EvalSummary {
   StructureSummary structure;

@@ -101,6 +101,35 @@ constexpr int kTriesPerObject = 80;
 constexpr int kMaxRestarts = 2000;
 constexpr int kRestartsBeforeSmall = 200;
 
+// What a style changes. Train holds the constants above, so its scenes are those of every earlier
+// version; the others draw the same values from other ranges (and their extras from stream 2).
+struct StyleParams {
+  int min_side, max_side;
+  bool portrait_to_landscape;             // canvases 9:16 .. 16:9 instead of within 5:4
+  std::array<int, 2> small, large;        // permille, as kSmallPermille / kLargePermille
+  int tilt;                               // squares, diamonds, crosses: within +-tilt degrees
+  int channel_jitter, common_jitter;      // colours other than white and black
+  int soften_percent;                     // pull colours towards the background grey
+  std::array<int, 2> luminance;
+  int max_noise;
+  int blur_percent;                       // share of scenes blurred
+  std::array<int, 2> jpeg_quality;
+};
+
+constexpr StyleParams kTrainStyle = {kMinSide, kMaxSide, false, kSmallPermille, kLargePermille, 20, 10, 0, 0,
+                                     {100, 175}, 6, 0, {60, 90}};
+constexpr StyleParams kWideStyle = {96, 400, true, {90, 220}, {280, 480}, 25, 18, 15, 0, {85, 190}, 10, 30, {40, 90}};
+constexpr StyleParams kUnseenStyle = {80, 360, true, {110, 210}, {290, 440}, 25, 14, 12, 25, {90, 190}, 9, 50, {50, 85}};
+
+const StyleParams& params_of(Style style) {
+  switch (style) {
+    case Style::Wide: return kWideStyle;
+    case Style::Unseen: return kUnseenStyle;
+    case Style::Train: break;
+  }
+  return kTrainStyle;
+}
+
 struct ColorAnchor {
   std::array<int, 3> rgb;
   int channel_jitter;  // independent per-channel offset in [-j, j]
@@ -197,17 +226,18 @@ std::array<int, 4> extent_of(const std::vector<cv::Point>& pts) {  // min_x, max
 // Draws one object. Its size is defined as the model sees it after the canvas is squashed to a
 // square: the larger of (box width / canvas width) and (box height / canvas height) of the rotated
 // shape's geometric extent equals a fraction drawn from kSmallPermille or kLargePermille.
-Candidate draw_candidate(Rng& rng, int width, int height, bool force_small) {
+Candidate draw_candidate(Rng& rng, int width, int height, bool force_small, const StyleParams& style,
+                         int background) {
   Candidate c;
   c.shape = static_cast<int>(rng.uniform_int(0, 5));
   c.color = static_cast<int>(rng.uniform_int(0, 7));
   c.size = static_cast<int>(rng.uniform_int(0, 1));
   if (force_small) c.size = 0;
-  const auto& range = c.size == 0 ? kSmallPermille : kLargePermille;
+  const auto& range = c.size == 0 ? style.small : style.large;
   const std::int64_t permille = rng.uniform_int(range[0], range[1]);
   // Rotation: squares, diamonds and crosses stay within 20 degrees of upright (a square turned 45
   // degrees would read as a diamond); triangles turn freely; stars by up to one 72-degree period.
-  int deg = static_cast<int>(rng.uniform_int(-20, 20));
+  int deg = static_cast<int>(rng.uniform_int(-style.tilt, style.tilt));
   if (c.shape == kTriangle) deg = static_cast<int>(rng.uniform_int(0, 359));
   if (c.shape == kStar) deg = static_cast<int>(rng.uniform_int(0, 71));
 
@@ -236,11 +266,15 @@ Candidate draw_candidate(Rng& rng, int width, int height, bool force_small) {
   }
 
   const ColorAnchor& anchor = kColorAnchors[c.color];
-  const int common = static_cast<int>(rng.uniform_int(-anchor.common_jitter, anchor.common_jitter));
+  const bool neutral = c.color >= 6;  // white and black keep their own jitter in every style
+  const int common_j = neutral || &style == &kTrainStyle ? anchor.common_jitter : style.common_jitter;
+  const int channel_j = neutral || &style == &kTrainStyle ? anchor.channel_jitter : style.channel_jitter;
+  const int common = static_cast<int>(rng.uniform_int(-common_j, common_j));
   std::array<int, 3> rgb{};
-  for (int ch = 0; ch < 3; ++ch)
-    rgb[ch] = clamp255(anchor.rgb[ch] + common +
-                       static_cast<int>(rng.uniform_int(-anchor.channel_jitter, anchor.channel_jitter)));
+  for (int ch = 0; ch < 3; ++ch) {
+    const int v = anchor.rgb[ch] + common + static_cast<int>(rng.uniform_int(-channel_j, channel_j));
+    rgb[ch] = clamp255(neutral ? v : v + (background - v) * style.soften_percent / 100);
+  }
   c.bgr = cv::Scalar(rgb[2], rgb[1], rgb[0]);
   return c;
 }
@@ -293,10 +327,12 @@ Layout make_layout(const RenderOptions& options, std::int64_t index) {
   Layout layout;
   layout.pixel_seed = stream_seed(options.seed, index, 1);
 
-  // Canvas: width uniform, height uniform within the aspect limit.
-  const int width = static_cast<int>(rng.uniform_int(kMinSide, kMaxSide));
-  const int h_lo = std::max(kMinSide, (width * kMaxAspectDen + kMaxAspectNum - 1) / kMaxAspectNum);
-  const int h_hi = std::min(kMaxSide, width * kMaxAspectNum / kMaxAspectDen);
+  const StyleParams& style = params_of(options.style);
+  // Canvas: width uniform, height uniform within the aspect limit (5:4, or 9:16 .. 16:9).
+  const int width = static_cast<int>(rng.uniform_int(style.min_side, style.max_side));
+  const int num = style.portrait_to_landscape ? 16 : kMaxAspectNum, den = style.portrait_to_landscape ? 9 : kMaxAspectDen;
+  const int h_lo = std::max(style.min_side, (width * den + num - 1) / num);
+  const int h_hi = std::max(h_lo, std::min(style.max_side, width * num / den));
   const int height = static_cast<int>(rng.uniform_int(h_lo, h_hi));
   const int shorter = std::min(width, height);
   const int count = static_cast<int>(rng.uniform_int(options.min_objects, options.max_objects));
@@ -305,9 +341,9 @@ Layout make_layout(const RenderOptions& options, std::int64_t index) {
   // does not depend on jpeg_probability.
   Background& bg = layout.background;
   bg.kind = static_cast<BackgroundKind>(rng.uniform_int(0, 2));
-  bg.luminance = static_cast<int>(rng.uniform_int(100, 175));
+  bg.luminance = static_cast<int>(rng.uniform_int(style.luminance[0], style.luminance[1]));
   const int delta = static_cast<int>(rng.uniform_int(20, 50)) * (rng.uniform_int(0, 1) == 0 ? -1 : 1);
-  bg.luminance2 = std::clamp(bg.luminance + delta, 95, 185);
+  bg.luminance2 = std::clamp(bg.luminance + delta, style.luminance[0] - 5, style.luminance[1] + 10);
   bg.direction_deg = static_cast<int>(rng.uniform_int(0, 359));
   switch (rng.uniform_int(0, 2)) {  // neutral tints in B, G, R
     case 0: bg.tint = {0, 0, 0}; break;      // gray
@@ -318,9 +354,13 @@ Layout make_layout(const RenderOptions& options, std::int64_t index) {
   bg.grid_y = static_cast<int>(rng.uniform_int(2, 6));
   bg.grid.resize(static_cast<std::size_t>((bg.grid_x + 1) * (bg.grid_y + 1)));
   for (int& v : bg.grid) v = static_cast<int>(rng.uniform_int(-12, 12));
-  layout.noise_amplitude = static_cast<int>(rng.uniform_int(0, 6));
+  layout.noise_amplitude = static_cast<int>(rng.uniform_int(0, style.max_noise));
   layout.jpeg = rng.bernoulli(options.jpeg_probability);
-  layout.jpeg_quality = static_cast<int>(rng.uniform_int(60, 90));
+  layout.jpeg_quality = static_cast<int>(rng.uniform_int(style.jpeg_quality[0], style.jpeg_quality[1]));
+  if (style.blur_percent > 0) {  // a stream of its own: the train style draws nothing here
+    Rng extra(stream_seed(options.seed, index, 2));
+    if (extra.uniform_int(0, 99) < style.blur_percent) layout.blur_kernel = extra.uniform_int(0, 1) == 0 ? 3 : 5;
+  }
 
   // Objects: drawn one after another at random positions; a scene whose objects cannot all be
   // placed is redrawn (after many restarts only small objects are drawn, which always fit).
@@ -336,7 +376,7 @@ Layout make_layout(const RenderOptions& options, std::int64_t index) {
     placed.clear();
     bool ok = true;
     for (int k = 0; k < count && ok; ++k) {
-      Candidate c = draw_candidate(rng, width, height, restart >= kRestartsBeforeSmall);
+      Candidate c = draw_candidate(rng, width, height, restart >= kRestartsBeforeSmall, style, bg.luminance);
       const int x_lo = border * kOne - c.min_x, x_hi = (width - 1 - border) * kOne - c.max_x;
       const int y_lo = border * kOne - c.min_y, y_hi = (height - 1 - border) * kOne - c.max_y;
       ok = false;
@@ -401,6 +441,22 @@ Layout make_layout(const RenderOptions& options, std::int64_t index) {
 }  // namespace xcaption::scenes::detail
 
 namespace xcaption::scenes {
+
+Style parse_style(std::string_view name) {
+  if (name == "train") return Style::Train;
+  if (name == "wide") return Style::Wide;
+  if (name == "unseen") return Style::Unseen;
+  throw InputError(fmt::format("unknown scene style '{}' (valid: train, wide, unseen)", name));
+}
+
+std::string_view style_name(Style style) {
+  switch (style) {
+    case Style::Wide: return "wide";
+    case Style::Unseen: return "unseen";
+    case Style::Train: break;
+  }
+  return "train";
+}
 
 std::string scene_file_name(std::int64_t index) { return fmt::format("scene_{:06d}.png", index); }
 

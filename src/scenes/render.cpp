@@ -103,6 +103,13 @@ cv::Mat render_layout(const Layout& layout, const RenderStages& stages) {
     }
   }
 
+  if (stages.noise && layout.blur_kernel > 0) {
+    // sigma 0: OpenCV derives it from the kernel size and uses its fixed-point 8-bit path.
+    cv::Mat blurred;
+    cv::GaussianBlur(image, blurred, {layout.blur_kernel, layout.blur_kernel}, 0, 0, cv::BORDER_REFLECT_101);
+    image = blurred;
+  }
+
   if (stages.jpeg && layout.jpeg) {
     std::vector<std::uint8_t> buffer;
     if (!cv::imencode(".jpg", image, buffer, {cv::IMWRITE_JPEG_QUALITY, layout.jpeg_quality}))

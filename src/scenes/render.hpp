@@ -73,6 +73,7 @@ struct Layout {
   int noise_amplitude = 0;               // per-channel triangular noise in [-a, a]
   bool jpeg = false;
   int jpeg_quality = 0;
+  int blur_kernel = 0;                   // Gaussian blur kernel (3 or 5 px; 0 = none), after noise
   std::uint64_t pixel_seed = 0;          // stream of the per-pixel noise
   int restarts = 0;                      // placement restarts needed (diagnostics)
 };

@@ -83,6 +83,7 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
     throw InputError(fmt::format("video: difference threshold must lie in [0, 1], got {}", options.diff_threshold));
   if (!(options.assumed_fps > 0) || options.assumed_fps > 1000)
     throw InputError(fmt::format("video: assumed frame rate must lie in (0, 1000], got {}", options.assumed_fps));
+  (void)stabilize({}, 0, options.stabilize);  // validates the stabiliser options before any work
   if (options.max_duration && !(*options.max_duration > 0))
     throw InputError(fmt::format("video: maximum duration must be > 0 seconds, got {}", *options.max_duration));
   if (!options.annotate.empty() && options.annotate_fourcc.size() != 4)
@@ -166,6 +167,7 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
       if (reuse) {
         s.caption = caption;
         builder.add(t, caption, s.frame_index, 0.0);
+        result.samples_seen.push_back(s);
       } else {
         const CaptionResult r = captioner.caption(rgb_from_bgr(frame), request);
         ++result.captioned;
@@ -177,6 +179,7 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
                                             : std::accumulate(r.logprobs.begin(), r.logprobs.end(), 0.0) /
                                                   static_cast<double>(r.logprobs.size());
         builder.add(t, caption, s.frame_index, s.mean_logprob);
+        result.samples_seen.push_back(s);
         if (annotate && options.annotate_attention) {
           const auto tokens = viz::token_attentions(captioner, r, options.map);
           heat = viz::upsample_map(viz::main_words_map(tokens), frame.cols, frame.rows, options.overlay.flat_floor);
@@ -215,7 +218,10 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
   result.timestamps = clock.used_timestamps();
   // The stream ends one frame after the last frame read, or where max_duration cut it.
   result.end_time = cut_at ? *cut_at : clock.end();
-  result.segments = builder.finish(result.end_time);
+  // The builder's plain merging checked the sample times as they came; the stabiliser then
+  // decides which caption changes are real.
+  (void)builder.finish(result.end_time);
+  result.segments = stabilize(result.samples_seen, result.end_time, options.stabilize);
   if (writer.isOpened()) {
     writer.release();
     viz::detail::commit_temporary(tmp.path, options.annotate);

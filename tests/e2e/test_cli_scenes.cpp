@@ -146,7 +146,40 @@ TEST_CASE("eval on a missing folder fails naming scenes.jsonl", "[cli]") {
 
   const auto no_data = run_cli("eval --model '" + kTiny + "'");
   CHECK(no_data.exit_code == 2);
-  CHECK(no_data.err.find("--data is required") != std::string::npos);
+  CHECK(no_data.err.find("either --data DIR or --style") != std::string::npos);
+}
+
+TEST_CASE("scenes --style: train is the default, unseen and wide are deterministic and reach 9:16..16:9",
+          "[cli]") {
+  ScratchDir dir;
+  for (const char* style : {"train", "unseen", "wide"}) {
+    for (const char* copy : {"a", "b"}) {
+      const auto r = run_cli(std::string("scenes --count 40 --seed 9 --style ") + style + " --out '" +
+                             dir.str(std::string(style) + copy) + "'");
+      INFO(r.err);
+      REQUIRE(r.exit_code == 0);
+    }
+    CHECK(read_file(dir.path / (std::string(style) + "a") / "scenes.jsonl") ==
+          read_file(dir.path / (std::string(style) + "b") / "scenes.jsonl"));
+  }
+  REQUIRE(run_cli("scenes --count 40 --seed 9 --out '" + dir.str("default") + "'").exit_code == 0);
+  CHECK(read_file(dir.path / "default" / "scenes.jsonl") == read_file(dir.path / "traina" / "scenes.jsonl"));
+  CHECK(read_file(dir.path / "unseena" / "scenes.jsonl") != read_file(dir.path / "traina" / "scenes.jsonl"));
+  double lo = 10, hi = 0;
+  std::istringstream lines(read_file(dir.path / "unseena" / "scenes.jsonl"));
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    const double aspect = j["width"].get<double>() / j["height"].get<double>();
+    lo = std::min(lo, aspect);
+    hi = std::max(hi, aspect);
+  }
+  CHECK(lo >= 9.0 / 16 - 0.01);
+  CHECK(hi <= 16.0 / 9 + 0.01);
+  CHECK(lo < 0.8);  // outside the train style's 5:4
+  CHECK(hi > 1.25);
+  const auto bad = run_cli("scenes --count 1 --seed 9 --style odd --out '" + dir.str("odd") + "'");
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.err.find("train, wide, unseen") != std::string::npos);
 }
 
 TEST_CASE("eval rejects a bad --layer", "[cli]") {

@@ -7,6 +7,8 @@
 // (see its model card). The pointing game uses eval's default, the last decoder layer.
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "tests/e2e/cli_runner.hpp"
@@ -69,6 +71,37 @@ TEST_CASE("bundled model keeps its measured quality on 1000 held-out scenes (see
   CHECK(m["metrics"]["count_accuracy"].get<double>() >= 0.99);
   CHECK(m["metrics"]["parse_rate"].get<double>() == 1.0);
   CHECK(m["metrics"]["exact_match"].get<double>() >= 0.94);
+}
+
+TEST_CASE("bundled model on 200 scenes of the unseen style (issue 15): floors and error analysis", "[model]") {
+  TempDir dir("unseen200");
+  const auto metrics = dir.path / "unseen.json";
+  const auto r = run_cli("eval --model '" + kModel + "' --style unseen --seed 2026 --count 200 --json '" +
+                         metrics.string() + "' --min-pointing 0.95");
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("recall by aspect:") != std::string::npos);
+  REQUIRE(std::filesystem::exists(metrics));
+  const json m = json::parse(read_file(metrics));
+  CHECK(m["style"]["style"] == "unseen");
+  CHECK(m["images"] == 200);
+  // Measured 2026-12-02 (the model of issue 3, never trained on this style): object F1 0.633,
+  // relation 0.309, order 0.279, pointing 0.988, parse 1.00. Floors for this model only; issue 15's
+  // targets (F1 0.97, relation 0.95) are for the retrained one.
+  CHECK(m["metrics"]["object_f1"].get<double>() >= 0.58);
+  CHECK(m["metrics"]["pointing"]["rate"].get<double>() >= 0.95);
+  CHECK(m["metrics"]["parse_rate"].get<double>() >= 0.99);
+  // The breakdown covers every size word and the canvas shapes from 9:16 to 16:9.
+  std::set<std::string> groups;
+  std::int64_t size_objects = 0;
+  for (const auto& g : m["metrics"]["breakdown"]) {
+    groups.insert(g["group"].get<std::string>() + ":" + g["value"].get<std::string>());
+    if (g["group"] == "size") size_objects += g["objects"].get<std::int64_t>();
+    CHECK(g["matched"].get<std::int64_t>() <= g["objects"].get<std::int64_t>());
+  }
+  CHECK(size_objects == m["metrics"]["counts"]["scene_objects"].get<std::int64_t>());
+  for (const char* want : {"size:small", "size:large", "shape:cross", "color:black", "aspect:tall", "aspect:wide"})
+    CHECK(groups.count(want) == 1);
 }
 
 TEST_CASE("the bundled model is the default and captions the samples", "[model]") {

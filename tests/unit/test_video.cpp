@@ -7,6 +7,7 @@
 #include <regex>
 #include <sstream>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
@@ -397,5 +398,168 @@ TEST_CASE("segments of the bundled model follow the scene changes of a rendered 
       CHECK(parsed.objects[0].shape == shown[k].objects[0].shape);
     }
     CHECK(r.segments.back().end == Approx(8.0));
+  }
+}
+
+namespace {
+
+// One raw sample per caption, `every` seconds apart, frame i * 10.
+std::vector<Segment> fake_samples(const std::vector<std::string>& captions, double every) {
+  std::vector<Segment> out;
+  for (std::size_t i = 0; i < captions.size(); ++i) {
+    Segment s;
+    s.start = s.end = static_cast<double>(i) * every;
+    s.caption = captions[i];
+    s.frame_index = static_cast<std::int64_t>(i) * 10;
+    s.mean_logprob = -0.01 * static_cast<double>(i + 1);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::string joined(const std::vector<Segment>& segs) {
+  std::string out;
+  for (const auto& s : segs) out += fmt::format("{}@{:g}x{} ", s.caption, s.start, s.samples);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("stabilize: none keeps every change, consecutive and majority remove flicker", "[video]") {
+  // Three scenes A, B, C of 6 samples; B flickers to x and y while its shapes pass each other.
+  const std::vector<std::string> c = {"A", "A", "A", "A", "A", "A", "B", "B", "x", "B", "y", "x",
+                                      "B", "B", "C", "C", "C", "C"};
+  const auto samples = fake_samples(c, 0.5);
+  const double end = 9.0;
+  const auto none = stabilize(samples, end, {Stabilizer::None, 1, 0});
+  CHECK(none.size() == 8);  // A B x B y x B C
+
+  const auto k2 = stabilize(samples, end, {Stabilizer::Consecutive, 2, 0});
+  INFO(joined(k2));
+  REQUIRE(k2.size() == 3);
+  CHECK(k2[0].caption == "A");
+  CHECK(k2[1].caption == "B");
+  CHECK(k2[2].caption == "C");
+  CHECK(k2[1].start == 3.0);  // the true boundaries, not delayed: the run's first sample
+  CHECK(k2[2].start == 7.0);
+  CHECK(k2[1].end == 7.0);
+  CHECK(k2[2].end == end);
+  CHECK(k2[1].samples == 8);
+  CHECK(k2[1].frame_index == 60);  // first sample of the segment with its caption
+  CHECK(k2[1].mean_logprob == Approx(-0.07));
+
+  // Majority over 3: the isolated x goes, but "y x" (two different flickers in a row) leaves one.
+  const auto m3 = stabilize(samples, end, {Stabilizer::Majority, 3, 0});
+  INFO(joined(m3));
+  CHECK(m3.size() > 3);
+  const auto m5 = stabilize(samples, end, {Stabilizer::Majority, 5, 0});
+  INFO(joined(m5));
+  REQUIRE(m5.size() == 3);
+  CHECK(m5[1].start == 3.0);
+  CHECK(m5[2].start == 7.0);
+
+  // min_segment alone also removes the one-sample segments (each is 0.5 s long).
+  const auto ms = stabilize(samples, end, {Stabilizer::None, 1, 1.0});
+  INFO(joined(ms));
+  REQUIRE(ms.size() == 3);
+  CHECK(ms[1].caption == "B");
+  CHECK(ms[2].start == 7.0);
+  std::int64_t total = 0;
+  for (const auto& s : ms) total += s.samples;
+  CHECK(total == static_cast<std::int64_t>(c.size()));
+}
+
+TEST_CASE("stabilize: a short real scene survives consecutive K when it lasts K samples", "[video]") {
+  const auto samples = fake_samples({"A", "A", "A", "B", "B", "C", "C", "C"}, 1.0);
+  const auto k2 = stabilize(samples, 8.0, {Stabilizer::Consecutive, 2, 0});
+  INFO(joined(k2));
+  REQUIRE(k2.size() == 3);
+  CHECK(k2[1].start == 3.0);
+  // K = 3 is longer than B: it is absorbed into A.
+  const auto k3 = stabilize(samples, 8.0, {Stabilizer::Consecutive, 3, 0});
+  INFO(joined(k3));
+  REQUIRE(k3.size() == 2);
+  CHECK(k3[1].caption == "C");
+  CHECK(k3[1].start == 5.0);
+  // Leading flicker joins the first stable caption.
+  const auto lead = stabilize(fake_samples({"x", "A", "A", "B", "B"}, 1.0), 5.0, {Stabilizer::Consecutive, 2, 0});
+  REQUIRE(lead.size() == 2);
+  CHECK(lead[0].caption == "A");
+  CHECK(lead[0].start == 0.0);
+  CHECK(lead[0].frame_index == 10);
+}
+
+TEST_CASE("stabilize validates its options and sample order", "[video]") {
+  const auto samples = fake_samples({"A", "B"}, 1.0);
+  CHECK_THROWS_AS(stabilize(samples, 2.0, {Stabilizer::Consecutive, 0, 0}), InputError);
+  CHECK_THROWS_AS(stabilize(samples, 2.0, {Stabilizer::Majority, 4, 0}), InputError);
+  CHECK_THROWS_AS(stabilize(samples, 2.0, {Stabilizer::None, 1, -1}), InputError);
+  auto reversed = samples;
+  std::swap(reversed[0], reversed[1]);
+  CHECK_THROWS_AS(stabilize(reversed, 2.0, {}), InputError);
+  CHECK(stabilize({}, 0, {}).empty());
+  CHECK(parse_stabilizer("majority") == Stabilizer::Majority);
+  CHECK(stabilizer_name(parse_stabilizer("consecutive")) == "consecutive");
+  CHECK_THROWS_AS(parse_stabilizer("vote"), InputError);
+}
+
+TEST_CASE("stabilised segments of the bundled model: one per scene of a moving-shapes video, 4:3 and 16:9",
+          "[video][model]") {
+  const fs::path model = default_model_dir();
+  if (!fs::exists(model / "model.safetensors")) {
+    WARN("no trained model at " << model.string() << ": moving-shapes test not run");
+    return;
+  }
+  // Four scenes of 1, 2, 3 and 2 objects, 3 s each at 10 fps; all objects of a scene sway together
+  // (relations and captions stay the same, every frame differs), so only the cuts change the caption.
+  scenes::RenderOptions ro;
+  ro.seed = 11;
+  ro.jpeg_probability = 0;
+  std::vector<scenes::detail::Layout> layouts;
+  for (std::int64_t i = 0; layouts.size() < 4; ++i) {
+    auto l = scenes::detail::make_layout(ro, i);
+    const std::size_t want = std::array<std::size_t, 4>{1, 2, 3, 2}[layouts.size()];
+    if (l.scene.objects.size() == want && l.background.kind != scenes::detail::BackgroundKind::Texture)
+      layouts.push_back(std::move(l));
+  }
+  Captioner captioner = Captioner::load(model);
+  for (const cv::Size size : {cv::Size(256, 192), cv::Size(320, 180)}) {
+    INFO("frame " << size.width << "x" << size.height);
+    const test::TempDir tmp("moving");
+    const fs::path video = tmp.path / "moving.avi";
+    {
+      cv::VideoWriter w(video.string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 10, size);
+      REQUIRE(w.isOpened());
+      for (const auto& l : layouts) {
+        const int slack = l.scene.width / 12 * scenes::detail::kOne;
+        for (int f = 0; f < 30; ++f) {
+          auto shown = l;
+          const int dx = (f < 15 ? f : 30 - f) * 2 * slack / 15 - slack;  // -slack .. slack .. -slack
+          for (auto& g : shown.geometry) {
+            g.center16.x += dx;
+            for (auto& p : g.polygon16) p.x += dx;
+          }
+          cv::Mat frame, resized;
+          frame = scenes::detail::render_layout(shown);
+          cv::resize(frame, resized, size, 0, 0, cv::INTER_AREA);
+          w.write(resized);
+        }
+      }
+    }
+    Options o;
+    o.every = 0.5;
+    o.stabilize = {Stabilizer::Consecutive, 2, 0};
+    const Result r = caption_video(captioner, video.string(), o);
+    std::string seen;
+    for (const auto& s : r.samples_seen) seen += fmt::format("{:.1f} {}\n", s.start, s.caption);
+    INFO("samples:\n" << seen);
+    INFO("segments: " << joined(r.segments));
+    REQUIRE(r.segments.size() == 4);
+    for (std::size_t k = 0; k < 4; ++k) {
+      CHECK(std::abs(r.segments[k].start - 3.0 * static_cast<double>(k)) <= o.every + 1e-6);
+      const auto parsed = scenes::parse_caption(r.segments[k].caption);
+      CHECK(parsed.ok);
+      CHECK(parsed.objects.size() == layouts[k].scene.objects.size());
+    }
   }
 }
