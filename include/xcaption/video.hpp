@@ -103,6 +103,11 @@ struct Options {
   double assumed_fps = 25.0;
   /// Stop after this much stream time (seconds); unset = read to the end (or until stopped).
   std::optional<double> max_duration;
+  /// Stop after reading this many frames; unset = no limit.
+  std::optional<std::int64_t> max_frames;
+  /// Frames larger than this (width * height) are refused (FormatError): checked on the size the
+  /// container declares before the first frame is decoded, and on every decoded frame.
+  std::int64_t max_pixels = ImageLimits{}.max_pixels;
   /// Generation settings; capture_cross_attention is set automatically when needed.
   CaptionRequest request;
 

@@ -106,10 +106,12 @@ int cmd_attend(int argc, char** argv) {
       ("input-list", po::value<std::vector<std::string>>()->value_name("FILE"), "read paths from FILE (- = stdin)");
   add_model_options(options);
   add_generation_options(options);
+  add_image_limit_options(options);
   po::positional_options_description positional;
   positional.add("image", -1);
   try {
     const auto vm = parse("attend", argc, argv, options, positional);
+    const ImageLimits limits = image_limits(vm);
     if (vm.count("help")) {
       print_help(
           "xcaption attend IMAGE|DIR... [OPTIONS]",
@@ -182,7 +184,7 @@ int cmd_attend(int argc, char** argv) {
       const std::string& image_path = item.name;
       try {
         if (!item.exists) throw FormatError(fmt::format("{}: no such file", image_path));
-        const RgbImage image = load_image(item.path);
+        const RgbImage image = load_image(item.path, limits);
         const CaptionResult r = captioner.caption(image, request);
         const auto tokens = viz::token_attentions(captioner, r, map);
         const std::string stem = std::filesystem::path(image_path).stem().string();

@@ -77,8 +77,8 @@ struct Loaded {
 // Reads and prepares `items` in order on its own thread, at most `ahead` images ahead.
 class Reader {
  public:
-  Reader(const Captioner& captioner, std::vector<const InputItem*> items, std::size_t ahead)
-      : captioner_(captioner), items_(std::move(items)), ahead_(ahead), thread_([this] { run(); }) {}
+  Reader(const Captioner& captioner, std::vector<const InputItem*> items, std::size_t ahead, ImageLimits limits)
+      : captioner_(captioner), items_(std::move(items)), ahead_(ahead), limits_(limits), thread_([this] { run(); }) {}
   ~Reader() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -105,7 +105,7 @@ class Reader {
       l.item = item;
       try {
         if (!item->exists) throw FormatError(fmt::format("{}: no such file", item->name));
-        l.image = captioner_.prepare(load_image(item->path));
+        l.image = captioner_.prepare(load_image(item->path, limits_));
       } catch (const std::exception& e) {
         l.error = e.what();
         l.code = exit_code_of(e);
@@ -124,6 +124,7 @@ class Reader {
   const Captioner& captioner_;
   std::vector<const InputItem*> items_;
   std::size_t ahead_;
+  ImageLimits limits_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<Loaded> queue_;
@@ -202,6 +203,7 @@ int cmd_caption(int argc, char** argv) {
        "progress on stderr: a bar on a terminal, a line every 10 s otherwise");
   add_model_options(options);
   add_generation_options(options);
+  add_image_limit_options(options);
   po::positional_options_description positional;
   positional.add("image", -1);
   try {
@@ -274,7 +276,7 @@ int cmd_caption(int argc, char** argv) {
 
     std::int64_t failures = 0, successes = 0;
     int first_code = kOk;
-    Reader reader(captioner, todo, static_cast<std::size_t>(2 * batch));
+    Reader reader(captioner, todo, static_cast<std::size_t>(2 * batch), image_limits(vm));
     bool more = true;
     while (more && g_stop_signal == 0) {
       std::vector<Loaded> chunk;

@@ -164,6 +164,20 @@ std::int64_t WeightStore::total_bytes() const {
   return n;
 }
 
+void WeightStore::require_layers(const std::string& where, std::int64_t layers) const {
+  const auto tensors = static_cast<std::int64_t>(names().size());
+  if (layers > tensors)
+    throw ShapeError(fmt::format("{}: {} layers, but the checkpoint holds only {} tensors (config.json and the "
+                                 "weights disagree)", where, layers, tensors));
+}
+
+void WeightStore::require_elements(const std::string& where, const std::string& what, double elements) const {
+  const auto bytes = static_cast<double>(total_bytes());
+  if (elements * 2 > bytes)
+    throw ShapeError(fmt::format("{}: implies {} of {:.0f} values, more than the {:.0f}-byte checkpoint can hold "
+                                 "(config.json and the weights disagree)", where, what, elements, bytes));
+}
+
 std::int64_t WeightStore::total_parameters(const std::vector<ExpectedTensor>& table) const {
   std::int64_t n = 0;
   for (const auto& e : table)
