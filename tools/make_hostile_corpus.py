@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the hostile image corpus, tests/data/hostile/images/ (README "Untrusted input").
+"""Writes the hostile image corpus, tests/data/hostile/images/ (README "Untrusted input"), and the
+seed corpora of the fuzz targets, tests/fuzz/corpus/<target>/ (all but torch_checkpoint, whose
+seeds tools/make_hostile_bins.py writes).
 
 Each file is small: a file that declares a huge image is a few dozen bytes with a lying header.
 What every case must do is in tests/data/hostile/cases.json, asserted through the CLI by
@@ -9,7 +11,9 @@ run time, from the committed fixtures. Deterministic: run it again and nothing c
 
 Usage: /usr/bin/python3 tools/make_hostile_corpus.py
 """
+import base64
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -52,6 +56,90 @@ def encoded(img: Image.Image, fmt: str, **kw) -> bytes:
     b = io.BytesIO()
     img.save(b, fmt, **kw)
     return b.getvalue()
+
+
+def safetensors(tensors: dict, metadata=None) -> bytes:
+    """A safetensors file of float32 tensors {name: (shape, values)}."""
+    header, data = {}, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, (shape, values) in tensors.items():
+        raw = struct.pack(f"<{len(values)}f", *values)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def fuzz_seeds(images: dict) -> None:
+    corpus = ROOT / "tests" / "fuzz" / "corpus"
+    seeds = {name: {} for name in ("safetensors", "configs", "tokenizer_json", "tokenize", "image", "server_api",
+                                   "subtitles")}
+    st = seeds["safetensors"]
+    st["two_tensors"] = safetensors({"a": ([2, 2], [1, 2, 3, 4]), "b": ([3], [0.5, -1, 2])}, {"format": "pt"})
+    st["scalar_and_empty"] = safetensors({"s": ([], [7.0]), "e": ([0, 4], [])})
+    index = json.dumps({"metadata": {"total_size": 16}, "weight_map": {"a": "model-00001-of-00001.safetensors"}})
+    st["sharded"] = safetensors({"a": ([4], [1, 2, 3, 4])}) + b"\n--index--\n" + index.encode()
+    data = ROOT / "tests" / "data"
+    cf = seeds["configs"]
+    for model in ("tiny-vit-gpt2", "tiny-blip"):
+        parts = [(data / model / "config.json").read_bytes()]
+        for sep, f in (("generation", "generation_config.json"), ("preprocessor", "preprocessor_config.json")):
+            if (data / model / f).exists():
+                parts.append(f"\n--{sep}--\n".encode() + (data / model / f).read_bytes())
+        cf[model] = b"".join(parts)
+    cf["shapes_small"] = (ROOT / "models" / "shapes-small" / "config.json").read_bytes()
+    tj = seeds["tokenizer_json"]
+    tj["bpe"] = (data / "tokenizer" / "bpe" / "json" / "tokenizer.json").read_bytes()
+    tj["wordlevel"] = (data / "tokenizer" / "wordlevel" / "tokenizer.json").read_bytes()
+    tj["wordpiece"] = ((data / "tokenizer" / "wordpiece" / "tokenizer.json").read_bytes() + b"\n--config--\n" +
+                       (data / "tokenizer" / "wordpiece" / "tokenizer_config.json").read_bytes())
+    tj["shapes_small"] = (ROOT / "models" / "shapes-small" / "tokenizer.json").read_bytes()
+    tk = seeds["tokenize"]
+    for i, text in enumerate(["a small red cross", "Hello, world! It's 42 o'clock.", "caf\u00e9 \u65e5\u672c \U0001F600",
+                              "  tabs\tand\nnew lines  ", "<|endoftext|> [CLS] x [SEP]"]):
+        for selector in range(3):
+            tk[f"text{i}_{selector}"] = bytes([selector | (4 if i % 2 else 0)]) + text.encode()
+    tk["invalid_utf8"] = b"\0abc\xff\xfe"
+    im = seeds["image"]
+    for name in ("upright.png", "upright.bmp", "upright.webp", "progressive.jpg", "exif_orientation_6.jpg",
+                 "palette_transparency.png", "gray_16bit.png", "cmyk.jpg", "bomb_100000x100000.png", "truncated.jpg"):
+        im["decode_" + name.replace(".", "_")] = bytes([2 * (len(name) % 6)]) + images[name]
+    im["ppm"] = b"\0P6\n4 2\n255\n" + bytes(range(24))
+    im["tiff"] = b"\0" + encoded(upright().resize((6, 4)), "TIFF")
+    for i, (w, h, ow, oh) in enumerate([(1, 1, 7, 3), (300, 2, 3, 300), (37, 23, 224, 224), (224, 224, 32, 32)]):
+        im[f"resize{i}"] = bytes([1]) + struct.pack("<HHHH", w - 1, h - 1, ow - 1, oh - 1) + bytes(range(97))
+    sa = seeds["server_api"]
+    url = "data:image/png;base64," + base64.b64encode(images["one_pixel.png"]).decode()
+    chat = {"model": "x", "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 8, "num_beams": 2,
+            "messages": [{"role": "system", "content": "be brief"},
+                         {"role": "user", "content": [{"type": "text", "text": "a picture of"},
+                                                      {"type": "image_url", "image_url": {"url": url}}]}]}
+    sa["chat"] = b"\0" + json.dumps(chat).encode()
+    sa["chat_sampling"] = b"\0" + json.dumps({"messages": chat["messages"], "temperature": 0.7, "n": 2}).encode()
+    sa["base64"] = b"\1" + b"hello world, \xff\x00 bytes"
+    sa["data_url"] = b"\2" + url.encode()
+    sa["data_url_remote"] = b"\2https://example.com/x.png"
+    sa["header_png"] = b"\3" + images["bomb_100000x100000.png"]
+    sa["header_jpeg"] = b"\3" + images["bomb_65535x65535.jpg"]
+    sa["header_tiff"] = b"\3" + images["bomb_120000x120000.tif"]
+    sa["header_ppm"] = b"\3" + images["bomb_100000x100000.ppm"]
+    sa["field_beams"] = b"\4num_beams\0" + b"4"
+    sa["field_penalty"] = b"\4length_penalty\0" + b"1e308"
+    sa["field_stopping"] = b"\4early_stopping\0" + b"\"never\""
+    sa["stable_text"] = b"\5a caption \xe2\x9c"
+    sb = seeds["subtitles"]
+    sb["three"] = bytes([3, 5, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]) + b"a red cross\0" + bytes(20) + b"a --> <b>x</b>\0"
+    sb["newlines"] = bytes([2, 6, 1, 2, 3, 4, 5, 6, 7, 8, 6]) + b"line one\r\nline two\n\n3\0" + bytes(12)
+    for target, files in seeds.items():
+        d = corpus / target
+        d.mkdir(parents=True, exist_ok=True)
+        for old in d.iterdir():
+            old.unlink()
+        for name, content in files.items():
+            (d / name).write_bytes(content)
+    print(f"wrote the seed corpora of {len(seeds)} fuzz targets to {corpus.relative_to(ROOT)}")
 
 
 def main() -> None:
@@ -130,6 +218,7 @@ def main() -> None:
     save("animated.gif", encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0))
     save("animated.webp", encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100, lossless=True))
 
+    fuzz_seeds({p.name: p.read_bytes() for p in OUT.iterdir()})
     total = sum(p.stat().st_size for p in OUT.iterdir())
     print(f"wrote {len(list(OUT.iterdir()))} files, {total} bytes, to {OUT.relative_to(ROOT)}")
 

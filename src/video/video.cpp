@@ -103,8 +103,10 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
     // OpenCV); this also spares the user the backends' own complaints about a missing file.
     std::error_code ec;
     const bool url = source.find("://") != std::string::npos, pattern = source.find('%') != std::string::npos;
-    if (!url && !pattern && (!std::filesystem::exists(source, ec) || std::filesystem::is_directory(source, ec)))
+    if (!url && !pattern && !std::filesystem::exists(source, ec))
       throw FormatError(fmt::format("cannot open video '{}': no such file", source));
+    if (!url && !pattern && std::filesystem::is_directory(source, ec))
+      throw FormatError(fmt::format("cannot open video '{}': it is a folder, not a file", source));
     // FFmpeg first (files and network streams), then whatever else OpenCV has (GStreamer, ...).
     if (!cap.open(source, cv::CAP_FFMPEG)) cap.open(source, cv::CAP_ANY);
   }
