@@ -287,3 +287,40 @@ TEST_CASE("every committed hostile image has a case", "[cli][hostile]") {
     CHECK(used.count("images/" + e.path().filename().string()) == 1);
   }
 }
+
+TEST_CASE("hostile inputs are refused within a bounded address space (ulimit -v)", "[cli][hostile]") {
+#if defined(XCAPTION_SANITIZED)
+  // ASan and TSan reserve terabytes of shadow address space, which no ulimit -v admits.
+  std::puts("XCAPTION-SKIPPED: ulimit -v cannot hold a sanitized binary");
+  return;
+#else
+  // 1.5 GiB of address space: the CLI with oneDNN, OpenMP and OpenCV mapped and a tiny model loaded
+  // fits (the first check proves it), while a decoder believing a 100000x100000 header (30 GB),
+  // a billion-layer table or a 10 GB safetensors header would not.
+  const std::string limit = "ulimit -v 1572864;";
+  const json cases = load_cases();
+  const auto find = [&](const std::string& name) {
+    for (const json& c : cases)
+      if (c["name"] == name) return c;
+    FAIL("no case " << name);
+    return json();
+  };
+  TempDir dir("hostile-ulimit");
+  const std::string model = (kData / "tiny-vit-gpt2").string();
+  const CliResult ok = run_cli("caption --model " + quote(model) + " " + quote((kHostile / "images/upright.png").string()), limit);
+  INFO(ok.err);
+  REQUIRE(ok.exit_code == 0);
+  REQUIRE_FALSE(ok.out.empty());
+  for (const char* name : {"bomb_png_100000", "bomb_jpeg_65535", "bomb_tiff", "cfg_billion_decoder_layers",
+                           "cfg_vocab_unbacked", "st_header_10gb", "cfg_deep", "tok_deep"}) {
+    const json c = find(name);
+    TempDir work("hostile-ulimit-case");
+    const fs::path input = make_input(c, work.path);
+    const fs::path m = make_model(c, work.path);
+    const CliResult r = run_cli("caption --model " + quote(m.string()) + " " + quote(input.string()), limit);
+    INFO(name << ": " << r.err);
+    CHECK(r.exit_code == c["expect"]["exit"].get<int>());
+    CHECK_THAT(r.err, Catch::Matchers::Contains(c["expect"]["stderr"].get<std::string>()));
+  }
+#endif
+}
