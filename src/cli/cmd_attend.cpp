@@ -146,6 +146,9 @@ int cmd_attend(int argc, char** argv) {
     std::vector<std::string> notes;
     const std::vector<InputItem> items = collect_inputs(args, in, notes);
     for (const auto& n : notes) std::fprintf(stderr, "xcaption: %s\n", n.c_str());
+    if (items.empty())
+      throw FormatError("attend: no image found in the inputs given (a folder is searched for image files; -r "
+                        "descends into subfolders)");
     const bool several = items.size() > 1 || args.size() != 1 || !in.lists.empty();
     const bool json = vm.count("json") > 0;
     const bool per_token = vm.count("per-token") > 0;

@@ -254,12 +254,19 @@ int cmd_caption(int argc, char** argv) {
     std::vector<std::string> notes;
     std::vector<InputItem> items = collect_inputs(args, in, notes);
     for (const auto& n : notes) std::cerr << "xcaption: " << n << "\n";
+    if (items.empty())
+      throw FormatError("caption: no image found in the inputs given (a folder is searched for image files; -r "
+                        "descends into subfolders)");
     if (vm.count("shard")) {
       const std::optional<std::int64_t> count =
           vm.count("shard-count") ? std::optional(vm["shard-count"].as<std::int64_t>()) : std::nullopt;
       const Shard shard = parse_shard(vm["shard"].as<std::string>(), count);
       std::erase_if(items, [&](const InputItem& i) { return !shard.selects(i); });
     }
+    // The model first: a folder that fails to load must leave no output file behind (Outputs
+    // creates the --jsonl / --metadata files as it opens them).
+    CaptionRequest request = caption_request(vm);
+    Captioner captioner = load_captioner(vm);
     Outputs outputs(oo);
     const bool to_files = outputs.any_file();
     std::vector<const InputItem*> todo;
@@ -268,8 +275,6 @@ int cmd_caption(int argc, char** argv) {
     const std::int64_t skipped = static_cast<std::int64_t>(items.size() - todo.size());
     const bool several = items.size() > 1 || args.size() != 1 || !in.lists.empty();
 
-    CaptionRequest request = caption_request(vm);
-    Captioner captioner = load_captioner(vm);
     StopSignals signals;
     Progress progress(static_cast<std::int64_t>(todo.size()), progress_mode);
     if (skipped > 0) progress.note(fmt::format("{} image{} already done, skipped", skipped, skipped == 1 ? "" : "s"));

@@ -31,7 +31,7 @@ ShardIndex read_shard_index(const fs::path& index_path) {
   nlohmann::ordered_json root;
   try {
     root = config::parse_json<nlohmann::ordered_json>(text);
-  } catch (const nlohmann::ordered_json::parse_error& e) {
+  } catch (const nlohmann::ordered_json::exception& e) {
     throw FormatError(fmt::format("{}: invalid JSON: {}", file, e.what()));
   } catch (const config::JsonTooDeep& e) {
     throw FormatError(fmt::format("{}: invalid JSON: {}", file, e.what()));

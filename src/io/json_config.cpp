@@ -47,7 +47,7 @@ json read_json_object(const fs::path& path) {
   json root;
   try {
     root = parse_json<json>(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw FormatError(fmt::format("{}: invalid JSON: {}", file, e.what()));
   } catch (const JsonTooDeep& e) {
     throw FormatError(fmt::format("{}: invalid JSON: {}", file, e.what()));

@@ -36,7 +36,8 @@ struct JsonTooDeep : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// nlohmann's parse with the depth limit. Throws JsonTooDeep or the parser's parse_error.
+/// nlohmann's parse with the depth limit. Throws JsonTooDeep or the parser's json::exception
+/// (parse_error, or out_of_range for a number that overflows a double, e.g. 1e999).
 template <class Json>
 Json parse_json(std::string_view text) {
   return Json::parse(text, [](int depth, typename Json::parse_event_t, Json&) {

@@ -27,7 +27,7 @@ json JsonFile::parse() const {
   const std::string text = config::read_text_file(path_, limit);
   try {
     return config::parse_json<json>(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw FormatError(fmt::format("tokenizer file '{}' is not valid JSON: {}", name(), e.what()));
   } catch (const config::JsonTooDeep& e) {
     throw FormatError(fmt::format("tokenizer file '{}' is not valid JSON: {}", name(), e.what()));

@@ -107,8 +107,16 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
       throw FormatError(fmt::format("cannot open video '{}': no such file", source));
     if (!url && !pattern && std::filesystem::is_directory(source, ec))
       throw FormatError(fmt::format("cannot open video '{}': it is a folder, not a file", source));
-    // FFmpeg first (files and network streams), then whatever else OpenCV has (GStreamer, ...).
-    if (!cap.open(source, cv::CAP_FFMPEG)) cap.open(source, cv::CAP_ANY);
+    if (!url && !pattern && std::filesystem::is_regular_file(source, ec) && std::filesystem::file_size(source, ec) == 0)
+      throw FormatError(fmt::format("cannot open video '{}': the file is empty", source));
+    // FFmpeg first (files and network streams), then, for URLs and patterns only, whatever else
+    // OpenCV has (GStreamer, ...): for a local file FFmpeg's verdict stands, and the other
+    // backends would only add their own complaints on stderr.
+    try {
+      if (!cap.open(source, cv::CAP_FFMPEG) && (url || pattern)) cap.open(source, cv::CAP_ANY);
+    } catch (const cv::Exception& e) {
+      throw FormatError(fmt::format("cannot open video '{}': {}", source, e.what()));
+    }
   }
   if (!cap.isOpened())
     throw FormatError(fmt::format("cannot open video '{}' (missing file, unknown format or unreachable stream)", source));

@@ -203,7 +203,7 @@ fs::path make_model(const json& c, const fs::path& dir) {
 std::string substitute(std::string arg, const fs::path& input, const fs::path& model, const fs::path& out) {
   if (arg == "{input}") return input.string();
   if (arg == "{model}") return model.string();
-  if (arg.find("{out}") != std::string::npos) return (out / arg.substr(arg.find("{out}") + 5)).string();
+  if (arg.rfind("{out}/", 0) == 0) return (out / arg.substr(6)).string();
   return arg;
 }
 
@@ -228,8 +228,12 @@ TEST_CASE("the hostile corpus: every case ends with its stated exit code and mes
       fs::create_directories(out);
       const fs::path input = make_input(c, work);
       const fs::path model = make_model(c, work);
-      // The default command line: caption the input with the model, writing a CSV.
-      json args = c.value("args", json::array({"caption", "--model", "{model}", "{input}", "--csv", "{out}/captions.csv"}));
+      // The default command line: caption the input with the model as JSON; a broken model folder
+      // also asks for JSON lines and CSV files, which must not appear.
+      json args = c.value("args", json::array({"caption", "--json", "--model", "{model}", "{input}"}));
+      const bool model_case = c.contains("config") || c.contains("raw") || c.contains("files") || c.contains("patch");
+      if (!c.contains("args") && model_case)
+        for (const char* a : {"--jsonl", "{out}/captions.jsonl", "--csv", "{out}/captions.csv"}) args.push_back(a);
       for (const auto& a : c.value("extra", json::array())) args.push_back(a);
       std::string line;
       for (const auto& a : args) line += quote(substitute(a.get<std::string>(), input, model, out)) + " ";
@@ -258,6 +262,13 @@ TEST_CASE("the hostile corpus: every case ends with its stated exit code and mes
       } else {
         CHECK_FALSE(r.out.empty());
         for (const auto& f : listing(out)) CHECK(fs::file_size(out / f) > 0);
+        if (args[0] == "caption" && !model_case) {
+          // One JSON line naming the input exactly as given (odd names included) with a caption.
+          const json j = json::parse(r.out);
+          CHECK(j["image"] == input.string());
+          CHECK(j["caption"].is_string());
+          CHECK_FALSE(j["token_ids"].empty());
+        }
       }
       // Nothing written beside the inputs (no temporary files left, no shell injection).
       CHECK(listing(work) == before);

@@ -86,7 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   fuzz::Bytes in(data, size);
   const int n = in.range(0, 8);
   // Segments straight from the input (any times), and through SegmentBuilder (increasing times).
-  std::vector<video::Segment> raw;
+  std::vector<video::Segment> raw;  // any times
   video::SegmentBuilder builder;
   double last = -1e18;
   for (int i = 0; i < n; ++i) {
@@ -104,7 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   const std::vector<video::Segment> merged = builder.finish(time_from(in));
-  for (const auto* segments : {&raw, &merged}) {
+  for (const std::vector<video::Segment>* segments : {&raw, &merged}) {
     const std::string srt = video::to_srt(*segments);
     check_cues(srt, 0, ',', false);
     const std::string vtt = video::to_webvtt(*segments);
