@@ -104,7 +104,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   const std::vector<video::Segment> merged = builder.finish(time_from(in));
-  for (const std::vector<video::Segment>* segments : {&raw, &merged}) {
+  const std::vector<video::Segment>* both[] = {&raw, &merged};
+  for (const std::vector<video::Segment>* segments : both) {
     const std::string srt = video::to_srt(*segments);
     check_cues(srt, 0, ',', false);
     const std::string vtt = video::to_webvtt(*segments);
