@@ -285,8 +285,8 @@ TEST_CASE("zip: ZIP64 end record, locator and extra fields", "[torch]") {
   Member small{"archive/data.pkl", "pk"};
   small.zip64 = true;
   // The archive views its bytes: they must outlive it (ASan found a temporary here).
-  const std::string bytes = make_zip({small, big}, {true});
-  const ZipArchive z = parse(bytes);
+  const std::string zip64_bytes = make_zip({small, big}, {true});
+  const ZipArchive z = parse(zip64_bytes);
   CHECK(z.zip64());
   CHECK(text_of(z, "archive/data/0") == std::string(3000, 'q'));
   CHECK(text_of(z, "archive/data.pkl") == "pk");
