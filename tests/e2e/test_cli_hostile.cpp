@@ -289,9 +289,10 @@ TEST_CASE("the hostile corpus: every case ends with its stated exit code and mes
         for (std::size_t i = 0; i < got.data.size(); ++i) diff += std::abs(int(got.data[i]) - int(want.data[i]));
         CHECK(diff / static_cast<double>(got.data.size()) < c.value("tolerance", 8.0));
       }
+      // Make the unreadable file removable again; never through the model folder's links (they
+      // point at the committed fixtures).
       std::error_code ec;
-      fs::permissions(work, fs::perms::all, ec);
-      for (const auto& f : fs::recursive_directory_iterator(work, ec)) fs::permissions(f.path(), fs::perms::owner_all, ec);
+      if (fs::exists(work / "unreadable.png", ec)) fs::permissions(work / "unreadable.png", fs::perms::owner_all, ec);
     }
   }
 }
