@@ -17,6 +17,7 @@ void parse_gpt2(const Node& n, Gpt2Config& c) {
   c.n_embd = get_int_aliased(n, "n_embd", "hidden_size", c.n_embd);
   c.n_layer = get_int_aliased(n, "n_layer", "num_hidden_layers", c.n_layer);
   c.n_head = get_int_aliased(n, "n_head", "num_attention_heads", c.n_head);
+  require_positive(n, "n_embd", c.n_embd);  // before 4 * n_embd
   const auto n_inner = get_opt_int(n, "n_inner");
   c.n_inner = n_inner ? *n_inner : 4 * c.n_embd;  // ref: GPT2MLP inner_dim
   c.activation_function = get_string(n, "activation_function", c.activation_function);

@@ -10,11 +10,15 @@
 #include <limits>
 #include <numbers>
 #include <system_error>
+#include <cerrno>
+#include <string_view>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <xcaption/errors.hpp>
+
+#include "src/io/image_header.hpp"
 
 // Pillow's coefficients come from plain double arithmetic (its builds use no FMA). A fused
 // multiply-add (e.g. with -march=native) rounds the filter polynomials differently, which can move
@@ -304,32 +308,59 @@ RgbImage rgb_from_bgr(const cv::Mat& bgr) {
   return out;
 }
 
-RgbImage load_image(const std::filesystem::path& path) {
+RgbImage load_image(const std::filesystem::path& path, const ImageLimits& limits) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
   if (ec || !std::filesystem::exists(status)) {
     throw FormatError(fmt::format("{}: no such file", path.string()));
   }
   if (!std::filesystem::is_regular_file(status)) {
-    throw FormatError(fmt::format("{}: not a regular file", path.string()));
+    throw FormatError(fmt::format("{}: not a regular file ({})", path.string(),
+                                  std::filesystem::is_directory(status) ? "a folder" : "a FIFO, socket or device"));
   }
   std::vector<std::uint8_t> bytes;
   {
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw FormatError(fmt::format("{}: cannot open the file", path.string()));
-    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    if (in.bad()) throw FormatError(fmt::format("{}: read error", path.string()));
+    if (!in) {
+      throw FormatError(fmt::format("{}: cannot open the file: {}", path.string(), std::strerror(errno)));
+    }
+    // The size first: a file over the limit is refused without reading it.
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    in.seekg(0, std::ios::beg);
+    if (size > limits.max_bytes) {
+      throw InputError(fmt::format("{}: the file has {} bytes, more than the limit of {} bytes for an image",
+                                   path.string(), static_cast<std::int64_t>(size), limits.max_bytes));
+    }
+    if (size > 0) bytes.resize(static_cast<std::size_t>(size));
+    in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    if (in.bad() || (size > 0 && in.gcount() != size))
+      throw FormatError(fmt::format("{}: read error (the file changed while it was read?)", path.string()));
   }
   if (bytes.empty()) throw FormatError(fmt::format("{}: the file is empty", path.string()));
-  return decode_image(bytes, path.string());
+  return decode_image(bytes, path.string(), limits);
 }
 
-RgbImage decode_image(std::span<const std::uint8_t> bytes, const std::string& name) {
+RgbImage decode_image(std::span<const std::uint8_t> bytes, const std::string& name, const ImageLimits& limits) {
   if (bytes.empty()) throw FormatError(fmt::format("{}: the image is empty", name));
-  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
-    throw FormatError(fmt::format("{}: {} bytes is more than an image may have", name, bytes.size()));
+  if (static_cast<std::uint64_t>(bytes.size()) > static_cast<std::uint64_t>(limits.max_bytes) ||
+      bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw InputError(fmt::format("{}: {} bytes is more than the limit of {} bytes for an image", name, bytes.size(),
+                                 std::min<std::int64_t>(limits.max_bytes, std::numeric_limits<int>::max())));
   if (const char* why = truncation_reason(bytes)) {
     throw FormatError(fmt::format("{}: {}", name, why));
+  }
+  // The decompression-bomb guard: the declared size, before any decoder allocates for it.
+  const std::string_view header_bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  if (const auto header = probe_image(header_bytes)) {
+    if (header->width < 1 || header->height < 1)
+      throw FormatError(fmt::format("{}: the {} header declares a {}x{} image", name, header->format, header->width,
+                                    header->height));
+    if (exceeds_pixels(header->width, header->height, limits.max_pixels))
+      throw InputError(fmt::format(
+          "{}: the {} header declares {}x{} = {:.0f} pixels, more than the limit of {} pixels (--max-pixels)", name,
+          header->format, header->width, header->height,
+          static_cast<double>(header->width) * static_cast<double>(header->height), limits.max_pixels));
   }
 
   // ref: HF's image loading (transformers image_utils.load_image) opens with PIL, applies
@@ -350,6 +381,10 @@ RgbImage decode_image(std::span<const std::uint8_t> bytes, const std::string& na
   if (bgr.cols < 1 || bgr.rows < 1) {
     throw FormatError(fmt::format("{}: decoded image has zero size", name));
   }
+  // Formats without a header probe are checked once decoded.
+  if (exceeds_pixels(bgr.cols, bgr.rows, limits.max_pixels))
+    throw InputError(fmt::format("{}: the image has {}x{} pixels, more than the limit of {} pixels (--max-pixels)",
+                                 name, bgr.cols, bgr.rows, limits.max_pixels));
   return rgb_from_bgr(bgr);
 }
 

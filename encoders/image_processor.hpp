@@ -34,8 +34,9 @@ enum PilResample : int {
 /// grayscale and palette images are expanded, 16-bit samples are reduced to 8 bits, and the EXIF
 /// orientation is applied. Returns RGB.
 /// Throws FormatError naming the path for a missing file, a path that is not a regular file, an
-/// empty file, or data OpenCV cannot decode (corrupt, truncated PNG, unknown format).
-RgbImage load_image(const std::filesystem::path& path);
+/// empty file, or data OpenCV cannot decode (corrupt, truncated PNG, unknown format), and
+/// InputError for a file or declared image larger than `limits` (include/xcaption/image.hpp).
+RgbImage load_image(const std::filesystem::path& path, const ImageLimits& limits);
 
 /// Copies an OpenCV image into RGB: CV_8UC3 is taken as BGR, CV_8UC4 as BGRA (alpha dropped),
 /// CV_8UC1 as gray (replicated). Any stride is accepted (ROIs of larger images work).

@@ -9,7 +9,7 @@ missing storage records; truncated, corrupt and compressed zips; duplicate keys;
 byteorder record; non-tensor values; an empty file; a safetensors file and a legacy torch.save
 file under the .bin name; a TorchScript archive. tests/e2e/test_cli_hostile_bins.cpp runs each
 through `xcaption caption` (the expected message per case is written there). It also writes the
-valid seed inputs of the fuzz target, tests/fuzz/corpus/.
+valid seed inputs of the fuzz target, tests/fuzz/corpus/torch_checkpoint/.
 
 The pickles are written opcode by opcode (never unpickled here), the zips by a small writer that
 lays records out the way torch.save does (stored, 64-byte aligned data); Python's pickle writes
@@ -217,7 +217,7 @@ def legacy() -> bytes:
 
 
 def fuzz_seeds() -> dict:
-    """Valid inputs for the libFuzzer target's seed corpus (tests/fuzz/corpus): archives with
+    """Valid inputs for the libFuzzer target's seed corpus (tests/fuzz/corpus/torch_checkpoint): archives with
     views, a data descriptor and half storages, bare pickles, and a pickle torch.save wrote."""
     import zipfile
     seeds = {
@@ -244,7 +244,7 @@ def main() -> None:
         (OUT / f"{name}.bin").write_bytes(data)
     total = sum(len(d) for d in all_cases.values())
     print(f"{len(all_cases)} files, {total} bytes, in {OUT}")
-    seeds_dir = ROOT / "tests" / "fuzz" / "corpus"
+    seeds_dir = ROOT / "tests" / "fuzz" / "corpus" / "torch_checkpoint"
     seeds_dir.mkdir(parents=True, exist_ok=True)
     for name, data in fuzz_seeds().items():
         (seeds_dir / name).write_bytes(data)

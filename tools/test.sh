@@ -2,7 +2,8 @@
 # README Quick start, command 2: install what the tests need (the Python stack too: the training
 # smoke test runs the real training script; Slurm for the job-array test), build, and run the
 # whole test suite with CTest.
-# Usage: tools/test.sh [--quick]   (--quick skips the tests labelled "slow")
+# Then tools/harden.sh: the sanitizer build, its tests and the fuzzers (README "Untrusted input").
+# Usage: tools/test.sh [--quick]   (--quick skips the tests labelled "slow" and tools/harden.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh --with-tests
@@ -12,4 +13,6 @@ if [[ "${1:-}" == "--quick" ]]; then
   ctest --output-on-failure -j2 -LE slow
 else
   ctest --output-on-failure -j2
+  cd ..
+  bash tools/harden.sh
 fi

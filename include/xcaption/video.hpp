@@ -144,6 +144,11 @@ struct Options {
   /// captions are in Result::samples_seen. The default (3 consecutive samples) was chosen by
   /// measurement on rendered videos, see docs/attention-and-video.md.
   StabilizeOptions stabilize;
+  /// Stop after reading this many frames; unset = no limit.
+  std::optional<std::int64_t> max_frames;
+  /// Frames larger than this (width * height) are refused (FormatError): checked on the size the
+  /// container declares before the first frame is decoded, and on every decoded frame.
+  std::int64_t max_pixels = ImageLimits{}.max_pixels;
   /// Generation settings; capture_cross_attention is set automatically when needed.
   CaptionRequest request;
 

@@ -53,8 +53,28 @@ VisionTransformerSpec blip_vision_spec(const VitConfig& c, const std::string& pr
   return s;
 }
 
+// The config's sizes against the checkpoint, before any table is built from them.
+void check_backed(const BlipConfig& c, const WeightStore& w) {
+  const std::string file = (c.dir / "config.json").string();
+  auto key = [&](const char* k) { return fmt::format("{}: key '{}'", file, k); };
+  const VitConfig& v = c.vision;
+  const BertDecoderShape& t = c.text.shape;
+  w.require_layers(key("vision_config.num_hidden_layers"), v.num_hidden_layers);
+  w.require_layers(key("text_config.num_hidden_layers"), t.num_hidden_layers);
+  const double grid = static_cast<double>(v.image_size / v.patch_size);
+  w.require_elements(key("vision_config.image_size"), "the position embeddings", (grid * grid + 1) * v.hidden_size);
+  w.require_elements(key("vision_config.patch_size"), "the patch embedding",
+                     3.0 * v.patch_size * v.patch_size * v.hidden_size);
+  w.require_elements(key("vision_config.intermediate_size"), "an MLP weight", 1.0 * v.intermediate_size * v.hidden_size);
+  w.require_elements(key("text_config.vocab_size"), "the token embeddings", 1.0 * t.vocab_size * t.hidden_size);
+  w.require_elements(key("text_config.max_position_embeddings"), "the position embeddings",
+                     1.0 * t.max_position_embeddings * t.hidden_size);
+  w.require_elements(key("text_config.intermediate_size"), "an MLP weight", 1.0 * t.intermediate_size * t.hidden_size);
+}
+
 std::unique_ptr<CaptionModel> load(const FamilyLoad& f) {
   const BlipConfig c = load_blip_config(f.dir);
+  check_backed(c, f.weights);
   const VisionTransformerSpec vision = blip_vision_spec(c.vision, "vision_model.");
   const TextDecoderSpec text = bert_decoder_spec(c.text.shape, "text_decoder.");
 

@@ -58,8 +58,27 @@ VisionTransformerSpec vit_spec(const VitConfig& c, const std::string& prefix) {
   return s;
 }
 
+// The config's sizes against the checkpoint, before any table is built from them.
+void check_backed(const VitGpt2Config& c, const WeightStore& w) {
+  const std::string file = (c.dir / "config.json").string();
+  auto key = [&](const char* k) { return fmt::format("{}: key '{}'", file, k); };
+  const VitConfig& e = c.encoder;
+  const Gpt2Config& d = c.decoder;
+  w.require_layers(key("encoder.num_hidden_layers"), e.num_hidden_layers);
+  w.require_layers(key("decoder.n_layer"), d.n_layer);
+  const double grid = static_cast<double>(e.image_size / e.patch_size);
+  w.require_elements(key("encoder.image_size"), "the position embeddings", (grid * grid + 1) * e.hidden_size);
+  w.require_elements(key("encoder.patch_size"), "the patch embedding",
+                     3.0 * e.patch_size * e.patch_size * e.hidden_size);
+  w.require_elements(key("encoder.intermediate_size"), "an MLP weight", 1.0 * e.intermediate_size * e.hidden_size);
+  w.require_elements(key("decoder.vocab_size"), "the token embeddings", 1.0 * d.vocab_size * d.n_embd);
+  w.require_elements(key("decoder.n_positions"), "the position embeddings", 1.0 * d.n_positions * d.n_embd);
+  w.require_elements(key("decoder.n_inner"), "an MLP weight", 1.0 * d.n_inner * d.n_embd);
+}
+
 std::unique_ptr<CaptionModel> load(const FamilyLoad& f) {
   const VitGpt2Config c = load_vit_gpt2_config(f.dir);
+  check_backed(c, f.weights);
   if (c.decoder.cross_attention_hidden_size && *c.decoder.cross_attention_hidden_size != c.decoder.n_embd)
     throw InputError(fmt::format(
         "{}: decoder.cross_attention_hidden_size = {} differs from n_embd = {}; GPT-2 cross-attention "

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <xcaption/captioner.hpp>
+#include <xcaption/image.hpp>
 
 namespace xcaption::cli {
 
@@ -51,6 +52,11 @@ std::filesystem::path model_dir(const po::variables_map& vm);
 /// --dtype f32|bf16 (UsageError otherwise).
 ComputeType compute_type(const po::variables_map& vm);
 Captioner load_captioner(const po::variables_map& vm);
+
+/// --max-pixels and --max-image-mb (README "Untrusted input"), for the commands that read image files.
+void add_image_limit_options(po::options_description& options);
+/// The ImageLimits those flags give (UsageError for values below 1).
+ImageLimits image_limits(const po::variables_map& vm);
 
 /// --beams, --max-new-tokens, --prompt and the other generate() overrides, shared by caption, eval, ...
 void add_generation_options(po::options_description& options);

@@ -106,10 +106,12 @@ int cmd_attend(int argc, char** argv) {
       ("input-list", po::value<std::vector<std::string>>()->value_name("FILE"), "read paths from FILE (- = stdin)");
   add_model_options(options);
   add_generation_options(options);
+  add_image_limit_options(options);
   po::positional_options_description positional;
   positional.add("image", -1);
   try {
     const auto vm = parse("attend", argc, argv, options, positional);
+    const ImageLimits limits = image_limits(vm);
     if (vm.count("help")) {
       print_help(
           "xcaption attend IMAGE|DIR... [OPTIONS]",
@@ -144,6 +146,9 @@ int cmd_attend(int argc, char** argv) {
     std::vector<std::string> notes;
     const std::vector<InputItem> items = collect_inputs(args, in, notes);
     for (const auto& n : notes) std::fprintf(stderr, "xcaption: %s\n", n.c_str());
+    if (items.empty())
+      throw FormatError("attend: no image found in the inputs given (a folder is searched for image files; -r "
+                        "descends into subfolders)");
     const bool several = items.size() > 1 || args.size() != 1 || !in.lists.empty();
     const bool json = vm.count("json") > 0;
     const bool per_token = vm.count("per-token") > 0;
@@ -182,7 +187,7 @@ int cmd_attend(int argc, char** argv) {
       const std::string& image_path = item.name;
       try {
         if (!item.exists) throw FormatError(fmt::format("{}: no such file", image_path));
-        const RgbImage image = load_image(item.path);
+        const RgbImage image = load_image(item.path, limits);
         const CaptionResult r = captioner.caption(image, request);
         const auto tokens = viz::token_attentions(captioner, r, map);
         const std::string stem = std::filesystem::path(image_path).stem().string();

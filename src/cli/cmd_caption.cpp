@@ -79,8 +79,8 @@ struct Loaded {
 // Reads and prepares `items` in order on its own thread, at most `ahead` images ahead.
 class Reader {
  public:
-  Reader(const Captioner& captioner, std::vector<const InputItem*> items, std::size_t ahead)
-      : captioner_(captioner), items_(std::move(items)), ahead_(ahead), thread_([this] { run(); }) {}
+  Reader(const Captioner& captioner, std::vector<const InputItem*> items, std::size_t ahead, ImageLimits limits)
+      : captioner_(captioner), items_(std::move(items)), ahead_(ahead), limits_(limits), thread_([this] { run(); }) {}
   ~Reader() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -107,7 +107,7 @@ class Reader {
       l.item = item;
       try {
         if (!item->exists) throw FormatError(fmt::format("{}: no such file", item->name));
-        l.image = captioner_.prepare(load_image(item->path));
+        l.image = captioner_.prepare(load_image(item->path, limits_));
       } catch (const std::exception& e) {
         l.error = e.what();
         l.code = exit_code_of(e);
@@ -126,6 +126,7 @@ class Reader {
   const Captioner& captioner_;
   std::vector<const InputItem*> items_;
   std::size_t ahead_;
+  ImageLimits limits_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<Loaded> queue_;
@@ -206,6 +207,7 @@ int cmd_caption(int argc, char** argv) {
        "progress on stderr: a bar on a terminal, a line every 10 s otherwise");
   add_model_options(options);
   add_generation_options(options);
+  add_image_limit_options(options);
   po::positional_options_description positional;
   positional.add("image", -1);
   try {
@@ -256,12 +258,24 @@ int cmd_caption(int argc, char** argv) {
     std::vector<std::string> notes;
     std::vector<InputItem> items = collect_inputs(args, in, notes);
     for (const auto& n : notes) std::cerr << "xcaption: " << n << "\n";
+    if (items.empty())
+      throw FormatError("caption: no image found in the inputs given (a folder is searched for image files; -r "
+                        "descends into subfolders)");
     if (vm.count("shard")) {
       const std::optional<std::int64_t> count =
           vm.count("shard-count") ? std::optional(vm["shard-count"].as<std::int64_t>()) : std::nullopt;
       const Shard shard = parse_shard(vm["shard"].as<std::string>(), count);
       std::erase_if(items, [&](const InputItem& i) { return !shard.selects(i); });
     }
+    // Usage first: --boxes draws one image's answer, so it refuses anything more.
+    const std::string boxes = vm.count("boxes") ? vm["boxes"].as<std::string>() : std::string();
+    if (!boxes.empty() && (items.size() != 1 || args.size() != 1 || !in.lists.empty() || oo.jsonl || oo.metadata ||
+                           oo.csv || oo.coco || oo.sidecar_ext))
+      throw UsageError("--boxes takes exactly one image and no output files");
+    // The model first: a folder that fails to load must leave no output file behind (Outputs
+    // creates the --jsonl / --metadata files as it opens them).
+    CaptionRequest request = caption_request(vm);
+    Captioner captioner = load_captioner(vm);
     Outputs outputs(oo);
     const bool to_files = outputs.any_file();
     std::vector<const InputItem*> todo;
@@ -269,12 +283,6 @@ int cmd_caption(int argc, char** argv) {
       if (!to_files || outputs.needs(i)) todo.push_back(&i);
     const std::int64_t skipped = static_cast<std::int64_t>(items.size() - todo.size());
     const bool several = items.size() > 1 || args.size() != 1 || !in.lists.empty();
-
-    const std::string boxes = vm.count("boxes") ? vm["boxes"].as<std::string>() : std::string();
-    if (!boxes.empty() && (several || to_files || todo.size() != 1))
-      throw UsageError("--boxes takes exactly one image and no output files");
-    CaptionRequest request = caption_request(vm);
-    Captioner captioner = load_captioner(vm);
     std::optional<CaptionResult> boxed;  // the --boxes image's result
     StopSignals signals;
     Progress progress(static_cast<std::int64_t>(todo.size()), progress_mode);
@@ -282,7 +290,7 @@ int cmd_caption(int argc, char** argv) {
 
     std::int64_t failures = 0, successes = 0;
     int first_code = kOk;
-    Reader reader(captioner, todo, static_cast<std::size_t>(2 * batch));
+    Reader reader(captioner, todo, static_cast<std::size_t>(2 * batch), image_limits(vm));
     bool more = true;
     while (more && g_stop_signal == 0) {
       std::vector<Loaded> chunk;

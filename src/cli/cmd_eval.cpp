@@ -133,8 +133,10 @@ int cmd_eval(int argc, char** argv) {
       ("min-pointing", po::value<double>()->value_name("X"), "exit 7 if the pointing-game hit rate (--layer) < X");
   add_model_options(options);
   add_generation_options(options);
+  add_image_limit_options(options);
   try {
     const auto vm = parse("eval", argc, argv, options, {});
+    const ImageLimits limits = image_limits(vm);
     if (vm.count("help")) {
       print_help(
           "xcaption eval --data DIR [OPTIONS]",
@@ -231,7 +233,7 @@ int cmd_eval(int argc, char** argv) {
     for (std::size_t i = 0; i < scenes.size(); ++i) {
       const scenes::Scene& scene = scenes[i];
       ImageRecord& rec = records[i];
-      const CaptionResult result = captioner.caption_file(data / scene.file, request);
+      const CaptionResult result = captioner.caption(load_image(data / scene.file, limits), request);
       rec.caption = result.caption;
       rec.score = scenes::score_caption(scene, result.caption);
       rec.parsed = scenes::parse_caption(result.caption);

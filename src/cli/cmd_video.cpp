@@ -130,6 +130,10 @@ int cmd_video(int argc, char** argv) {
       ("assume-fps", po::value<double>()->default_value(25.0, "25")->value_name("FPS"),
        "frame rate used when the source reports neither timestamps nor a frame rate")
       ("duration", po::value<double>()->value_name("SECONDS"), "stop after this much stream time")
+      ("max-frames", po::value<std::int64_t>()->value_name("N"), "stop after reading N frames")
+      ("max-pixels", po::value<std::int64_t>()->default_value(ImageLimits{}.max_pixels)->value_name("N"),
+       "refuse a video whose frames have more than N pixels (width x height), as declared by the "
+       "container before any frame is decoded and as decoded")
       ("layer", po::value<std::string>()->default_value("last")->value_name("N|mean|last"), "overlay: decoder layer")
       ("head", po::value<std::string>()->default_value("mean")->value_name("N|mean|last"), "overlay: head")
       ("rollout", "overlay: combine layers by attention rollout (see xcaption attend --help)")
@@ -189,6 +193,12 @@ int cmd_video(int argc, char** argv) {
     o.stabilize.min_segment = vm["min-segment"].as<double>();
     if (!(o.stabilize.min_segment >= 0) || !std::isfinite(o.stabilize.min_segment))
       throw UsageError("--min-segment must be >= 0 seconds");
+    if (vm.count("max-frames")) {
+      o.max_frames = vm["max-frames"].as<std::int64_t>();
+      if (*o.max_frames < 1) throw UsageError("--max-frames must be at least 1");
+    }
+    o.max_pixels = vm["max-pixels"].as<std::int64_t>();
+    if (o.max_pixels < 1) throw UsageError("--max-pixels must be at least 1");
     const std::string overlay = vm["overlay"].as<std::string>();
     if (overlay != "none" && overlay != "attention")
       throw UsageError(fmt::format("--overlay takes none or attention, got '{}'", overlay));

@@ -64,6 +64,26 @@ Captioner load_captioner(const po::variables_map& vm) {
   return Captioner::load(model_dir(vm), options);
 }
 
+void add_image_limit_options(po::options_description& o) {
+  const ImageLimits d;
+  o.add_options()
+      ("max-pixels", po::value<std::int64_t>()->default_value(d.max_pixels)->value_name("N"),
+       "refuse an image whose header declares more than N pixels (width x height), checked before "
+       "decoding (a decompression bomb costs nothing); the default is Pillow's MAX_IMAGE_PIXELS")
+      ("max-image-mb", po::value<std::int64_t>()->default_value(d.max_bytes >> 20)->value_name("N"),
+       "refuse an image file larger than N MiB without reading it");
+}
+
+ImageLimits image_limits(const po::variables_map& vm) {
+  ImageLimits l;
+  l.max_pixels = vm["max-pixels"].as<std::int64_t>();
+  const std::int64_t mb = vm["max-image-mb"].as<std::int64_t>();
+  if (l.max_pixels < 1) throw UsageError("--max-pixels must be at least 1");
+  if (mb < 1 || mb > (std::int64_t{1} << 40)) throw UsageError("--max-image-mb must lie in [1, 2^40]");
+  l.max_bytes = mb << 20;
+  return l;
+}
+
 void add_generation_options(po::options_description& o) {
   o.add_options()
       ("beams,b", po::value<std::int64_t>()->value_name("N"), "beam count (1 = greedy); default from the model folder")

@@ -1,5 +1,6 @@
 // xcaption command-line entry point: dispatches to a subcommand.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -42,6 +43,9 @@ void print_usage(std::FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // FFmpeg logs its own complaints about a broken video ("moov atom not found") on stderr; the
+  // error xcaption reports says it in one line. A value the user set is kept.
+  setenv("OPENCV_FFMPEG_LOGLEVEL", "-8", 0);
   if (argc < 2) {
     print_usage(stderr);
     return xcaption::cli::kUsage;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include <xcaption/errors.hpp>
+#include "src/io/json_config.hpp"
 
 namespace xcaption {
 
@@ -26,19 +27,13 @@ struct ShardIndex {
 
 ShardIndex read_shard_index(const fs::path& index_path) {
   const std::string file = index_path.string();
-  std::string text;
-  {
-    std::FILE* f = std::fopen(file.c_str(), "rb");
-    if (!f) throw FormatError(fmt::format("{}: cannot open: {}", file, std::strerror(errno)));
-    char buf[65536];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    std::fclose(f);
-  }
+  const std::string text = config::read_text_file(index_path, config::kMaxConfigJsonBytes);
   nlohmann::ordered_json root;
   try {
-    root = nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::ordered_json::parse_error& e) {
+    root = config::parse_json<nlohmann::ordered_json>(text);
+  } catch (const nlohmann::ordered_json::exception& e) {
+    throw FormatError(fmt::format("{}: invalid JSON: {}", file, e.what()));
+  } catch (const config::JsonTooDeep& e) {
     throw FormatError(fmt::format("{}: invalid JSON: {}", file, e.what()));
   }
   if (!root.is_object())

@@ -22,19 +22,34 @@ std::string describe(const json& v) {
   return v.type_name();  // null, array, object
 }
 
-json read_json_object(const fs::path& path) {
+std::string read_text_file(const fs::path& path, std::int64_t max_bytes) {
   const std::string file = path.string();
   std::FILE* f = std::fopen(file.c_str(), "rb");
   if (!f) throw FormatError(fmt::format("{}: cannot open: {}", file, std::strerror(errno)));
   std::string text;
   char buf[65536];
   std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+    // Counted while reading: a FIFO or a file that grows has no size to check first.
+    if (static_cast<std::int64_t>(text.size() + n) > max_bytes) {
+      std::fclose(f);
+      throw FormatError(fmt::format("{}: larger than the limit of {} MiB for this file", file, max_bytes >> 20));
+    }
+    text.append(buf, n);
+  }
   std::fclose(f);
+  return text;
+}
+
+json read_json_object(const fs::path& path) {
+  const std::string file = path.string();
+  const std::string text = read_text_file(path, kMaxConfigJsonBytes);
   json root;
   try {
-    root = json::parse(text);
-  } catch (const json::parse_error& e) {
+    root = parse_json<json>(text);
+  } catch (const json::exception& e) {
+    throw FormatError(fmt::format("{}: invalid JSON: {}", file, e.what()));
+  } catch (const JsonTooDeep& e) {
     throw FormatError(fmt::format("{}: invalid JSON: {}", file, e.what()));
   }
   if (!root.is_object())
@@ -126,6 +141,9 @@ std::int64_t get_square(const Node& n, std::string_view key, std::int64_t def) {
 void require_positive(const Node& n, std::string_view key, std::int64_t value) {
   if (value <= 0)
     throw ShapeError(fmt::format("{}: expected a positive size, got {}", n.where(key), value));
+  if (value > kMaxConfigSize)
+    throw ShapeError(fmt::format("{}: {} is larger than any model dimension xcaption accepts (at most {})",
+                                 n.where(key), value, kMaxConfigSize));
 }
 
 // ref: transformers activations.py ACT2FN.

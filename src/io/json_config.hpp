@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,35 @@
 namespace xcaption::config {
 
 using json = nlohmann::json;
+
+/// Limits on the JSON files of a model folder (README "Untrusted input"): config.json,
+/// generation_config.json, preprocessor_config.json, the shard indexes and tokenizer_config.json
+/// hold at most kMaxConfigJsonBytes, tokenizer.json at most kMaxTokenizerJsonBytes (the largest
+/// real ones are a few tens of MB), and no JSON nests deeper than kMaxJsonDepth.
+inline constexpr std::int64_t kMaxConfigJsonBytes = std::int64_t{64} << 20;
+inline constexpr std::int64_t kMaxTokenizerJsonBytes = std::int64_t{512} << 20;
+inline constexpr int kMaxJsonDepth = 512;
+
+/// The whole file, refused (FormatError naming it) when it cannot be opened or holds more than
+/// `max_bytes` (checked before reading).
+std::string read_text_file(const std::filesystem::path& path, std::int64_t max_bytes);
+
+/// Thrown by parse_json for input nested deeper than kMaxJsonDepth (a nlohmann::json::parse_error
+/// for anything else that is not JSON).
+struct JsonTooDeep : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// nlohmann's parse with the depth limit. Throws JsonTooDeep or the parser's json::exception
+/// (parse_error, or out_of_range for a number that overflows a double, e.g. 1e999).
+template <class Json>
+Json parse_json(std::string_view text) {
+  return Json::parse(text, [](int depth, typename Json::parse_event_t, Json&) {
+    if (depth > kMaxJsonDepth)
+      throw JsonTooDeep("arrays or objects nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    return true;
+  });
+}
 
 /// "integer 5", "string \"x\"", "null", ... for messages.
 std::string describe(const json& v);
@@ -63,7 +93,10 @@ std::int64_t get_int_aliased(const Node& n, std::string_view key, std::string_vi
 /// non-square sizes are InputError.
 std::int64_t get_square(const Node& n, std::string_view key, std::int64_t def);
 
-/// ShapeError unless value > 0.
+/// The largest size a config key may hold (2^24): far above any real model dimension (vocabularies,
+/// widths, positions, layer counts), and small enough that products of three sizes fit an int64.
+inline constexpr std::int64_t kMaxConfigSize = std::int64_t{1} << 24;
+/// ShapeError unless 0 < value <= kMaxConfigSize.
 void require_positive(const Node& n, std::string_view key, std::int64_t value);
 /// InputError unless the epsilon is finite and >= 0.
 void require_epsilon(const Node& n, std::string_view key, double value);

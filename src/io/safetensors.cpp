@@ -192,7 +192,7 @@ void SafeTensorsFile::parse_header(const unsigned char* bytes) {
   json root;
   try {
     root = json::parse(header, header + header_len);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw FormatError(fmt::format("{}: header is not valid JSON: {}", file, e.what()));
   }
   if (!root.is_object())

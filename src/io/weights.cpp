@@ -164,6 +164,26 @@ std::int64_t WeightStore::total_bytes() const {
   return n;
 }
 
+void WeightStore::require_layers(const std::string& where, std::int64_t layers) const {
+  // Some slack, so that a small inconsistent folder still gets validate()'s precise message (a
+  // missing or mistyped tensor); what this refuses is a table far beyond the file.
+  constexpr std::int64_t kSlack = 64;
+  const auto tensors = static_cast<std::int64_t>(names().size());
+  if (layers > tensors + kSlack)
+    throw ShapeError(fmt::format("{}: {} layers, but the checkpoint holds only {} tensors (config.json and the "
+                                 "weights disagree)", where, layers, tensors));
+}
+
+void WeightStore::require_elements(const std::string& where, const std::string& what, double elements) const {
+  // Tables up to 2^20 values pass whatever the file (validate() then names the tensor precisely);
+  // what this refuses is a table far beyond the file.
+  constexpr double kSlack = 1 << 20;
+  const auto bytes = static_cast<double>(total_bytes());
+  if (elements > kSlack && elements * 2 > bytes)
+    throw ShapeError(fmt::format("{}: implies {} of {:.0f} values, more than the {:.0f}-byte checkpoint can hold "
+                                 "(config.json and the weights disagree)", where, what, elements, bytes));
+}
+
 std::int64_t WeightStore::total_parameters(const std::vector<ExpectedTensor>& table) const {
   std::int64_t n = 0;
   for (const auto& e : table)

@@ -54,6 +54,13 @@ class WeightStore {
   /// "safetensors" or "pytorch (zip)": the format of the files read.
   std::string format() const;
   std::int64_t total_bytes() const;
+  /// Sizes read from config.json checked against what this checkpoint can hold, before a family
+  /// builds its tensor table from them (nothing is allocated from a size the file does not back):
+  /// `layers` layers need at least one tensor each, and a tensor of `elements` values at least
+  /// two bytes per value (F16/BF16, the smallest dtypes read). `where` names the file and key.
+  /// Throws ShapeError.
+  void require_layers(const std::string& where, std::int64_t layers) const;
+  void require_elements(const std::string& where, const std::string& what, double elements) const;
   /// Number of values in the tensors of `table` that are present.
   std::int64_t total_parameters(const std::vector<ExpectedTensor>& table) const;
 

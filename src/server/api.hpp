@@ -14,6 +14,8 @@
 
 #include <xcaption/captioner.hpp>
 
+#include "src/io/image_header.hpp"
+
 namespace xcaption::server {
 
 /// A request the server answers with an error: {"error": {"message", "type", "code"}} and
@@ -48,14 +50,9 @@ std::optional<std::string> base64_decode(std::string_view text);
 /// garbage base64.
 std::string decode_data_url(std::string_view url);
 
-/// The size an image file declares in its header, read without decoding it.
-struct ImageHeader {
-  std::string format;  // "png", "jpeg", "webp", "bmp", "tiff", "pnm"
-  std::int64_t width = 0, height = 0;
-};
-/// Reads PNG, JPEG, WebP, BMP, TIFF and PNM (P1-P7) headers. nullopt when the bytes are none of
-/// these or the header is cut short.
-std::optional<ImageHeader> probe_image(std::string_view bytes);
+/// The image header probe is the library's (src/io/image_header.hpp); the server checks uploads with it.
+using xcaption::ImageHeader;
+using xcaption::probe_image;
 
 /// Checks an upload before decoding: a known format (else HttpError 400 "invalid_image") whose
 /// declared width * height is at most max_pixels (else HttpError 413 "image_too_large").

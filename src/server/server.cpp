@@ -452,7 +452,10 @@ class HttpServer {
       throw HttpError(400, "invalid_parameter",
                       fmt::format("max_new_tokens {} with a {}-token prompt exceeds the decoder's {} positions",
                                   *request.generation.max_new_tokens, prompt, info_.n_positions));
-    RgbImage image = decode_image({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()}, name);
+    ImageLimits limits;
+    limits.max_pixels = o_.max_pixels;
+    limits.max_bytes = std::max<std::int64_t>(limits.max_bytes, static_cast<std::int64_t>(bytes.size()));
+    RgbImage image = decode_image({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()}, name, limits);
     auto job = std::make_shared<Job>(captioner_->prepare(image), request,
                                      t_request_start + std::chrono::duration_cast<Clock::duration>(
                                                            std::chrono::duration<double>(o_.timeout_s)));

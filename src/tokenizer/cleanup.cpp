@@ -7,6 +7,8 @@
 
 #include <xcaption/errors.hpp>
 
+#include "src/io/json_config.hpp"
+
 namespace xcaption {
 
 namespace {
@@ -38,10 +40,13 @@ bool clean_up_tokenization_spaces(const std::filesystem::path& model_dir) {
   const auto path = model_dir / "tokenizer_config.json";
   std::ifstream in(path);
   if (!in) return false;
+  in.close();
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = config::parse_json<nlohmann::json>(config::read_text_file(path, config::kMaxConfigJsonBytes));
   } catch (const nlohmann::json::exception& e) {
+    throw FormatError(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
+  } catch (const config::JsonTooDeep& e) {
     throw FormatError(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
   }
   if (!j.is_object() || !j.contains("clean_up_tokenization_spaces")) return false;

@@ -7,6 +7,7 @@
 
 #include <xcaption/errors.hpp>
 
+#include "src/io/json_config.hpp"
 #include "src/tokenizer/tokenizer_impl.hpp"
 
 namespace xcaption::tokenizer_detail {
@@ -20,11 +21,15 @@ using Impl = Tokenizer::Impl;
 json JsonFile::parse() const {
   std::ifstream in(path_, std::ios::binary);
   if (!in) throw FormatError(fmt::format("tokenizer file '{}' cannot be opened", name()));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
+  in.close();
+  const std::int64_t limit = path_.filename() == "tokenizer.json" ? config::kMaxTokenizerJsonBytes
+                                                                   : config::kMaxConfigJsonBytes;
+  const std::string text = config::read_text_file(path_, limit);
   try {
-    return json::parse(buffer.str());
-  } catch (const json::parse_error& e) {
+    return config::parse_json<json>(text);
+  } catch (const json::exception& e) {
+    throw FormatError(fmt::format("tokenizer file '{}' is not valid JSON: {}", name(), e.what()));
+  } catch (const config::JsonTooDeep& e) {
     throw FormatError(fmt::format("tokenizer file '{}' is not valid JSON: {}", name(), e.what()));
   }
 }

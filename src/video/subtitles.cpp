@@ -183,9 +183,13 @@ std::vector<Segment> stabilize(std::span<const Segment> samples, double end_time
 
 namespace {
 
+// Times past this (about 31,700 years) are written as this: a cast of a larger double (or of
+// infinity) to an integer is undefined behaviour, and no stream runs that long.
+constexpr double kMaxSeconds = 1e12;
+
 std::int64_t to_ms(double seconds) {
   if (!(seconds > 0)) return 0;  // negative and NaN
-  return static_cast<std::int64_t>(std::floor(seconds * 1000.0 + 0.5));
+  return static_cast<std::int64_t>(std::floor(std::min(seconds, kMaxSeconds) * 1000.0 + 0.5));
 }
 
 std::string timestamp_ms(std::int64_t ms, char separator) {

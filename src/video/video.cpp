@@ -13,6 +13,7 @@
 #include <xcaption/video.hpp>
 
 #include "encoders/image_processor.hpp"
+#include "src/io/image_header.hpp"
 #include "src/video/frame_clock.hpp"
 #include "src/viz/draw.hpp"
 #include "src/viz/files.hpp"
@@ -83,6 +84,10 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
     throw InputError(fmt::format("video: difference threshold must lie in [0, 1], got {}", options.diff_threshold));
   if (!(options.assumed_fps > 0) || options.assumed_fps > 1000)
     throw InputError(fmt::format("video: assumed frame rate must lie in (0, 1000], got {}", options.assumed_fps));
+  if (options.max_frames && *options.max_frames < 1)
+    throw InputError(fmt::format("video: maximum frame count must be at least 1, got {}", *options.max_frames));
+  if (options.max_pixels < 1)
+    throw InputError(fmt::format("video: maximum frame size must be at least 1 pixel, got {}", options.max_pixels));
   (void)stabilize({}, 0, options.stabilize);  // validates the stabiliser options before any work
   if (options.max_duration && !(*options.max_duration > 0))
     throw InputError(fmt::format("video: maximum duration must be > 0 seconds, got {}", *options.max_duration));
@@ -99,13 +104,29 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
     // OpenCV); this also spares the user the backends' own complaints about a missing file.
     std::error_code ec;
     const bool url = source.find("://") != std::string::npos, pattern = source.find('%') != std::string::npos;
-    if (!url && !pattern && (!std::filesystem::exists(source, ec) || std::filesystem::is_directory(source, ec)))
+    if (!url && !pattern && !std::filesystem::exists(source, ec))
       throw FormatError(fmt::format("cannot open video '{}': no such file", source));
-    // FFmpeg first (files and network streams), then whatever else OpenCV has (GStreamer, ...).
-    if (!cap.open(source, cv::CAP_FFMPEG)) cap.open(source, cv::CAP_ANY);
+    if (!url && !pattern && std::filesystem::is_directory(source, ec))
+      throw FormatError(fmt::format("cannot open video '{}': it is a folder, not a file", source));
+    if (!url && !pattern && std::filesystem::is_regular_file(source, ec) && std::filesystem::file_size(source, ec) == 0)
+      throw FormatError(fmt::format("cannot open video '{}': the file is empty", source));
+    // FFmpeg first (files and network streams), then, for URLs and patterns only, whatever else
+    // OpenCV has (GStreamer, ...): for a local file FFmpeg's verdict stands, and the other
+    // backends would only add their own complaints on stderr.
+    try {
+      if (!cap.open(source, cv::CAP_FFMPEG) && (url || pattern)) cap.open(source, cv::CAP_ANY);
+    } catch (const cv::Exception& e) {
+      throw FormatError(fmt::format("cannot open video '{}': {}", source, e.what()));
+    }
   }
   if (!cap.isOpened())
     throw FormatError(fmt::format("cannot open video '{}' (missing file, unknown format or unreachable stream)", source));
+
+  // The frame size the container declares, before anything is decoded.
+  const double declared_w = cap.get(cv::CAP_PROP_FRAME_WIDTH), declared_h = cap.get(cv::CAP_PROP_FRAME_HEIGHT);
+  if (std::isfinite(declared_w) && std::isfinite(declared_h) && declared_w * declared_h > static_cast<double>(options.max_pixels))
+    throw FormatError(fmt::format("video '{}': frames of {:.0f}x{:.0f} are more than the limit of {} pixels (--max-pixels)",
+                                  source, declared_w, declared_h, options.max_pixels));
 
   Result result;
   result.fps = cap.get(cv::CAP_PROP_FPS);
@@ -137,6 +158,7 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
       result.stopped = true;
       break;
     }
+    if (options.max_frames && result.frames_read >= *options.max_frames) break;  // ends where the last frame ends
     if (!cap.grab()) break;
     const double t = clock.next(cap.get(cv::CAP_PROP_POS_MSEC));
     if (options.max_duration && t >= *options.max_duration) {
@@ -146,6 +168,9 @@ Result caption_video(Captioner& captioner, const std::string& source, const Opti
     const bool sample = sampler.take(t);
     if (sample || annotate) {
       if (!cap.retrieve(frame) || frame.empty()) continue;  // undecodable frame: skip it
+      if (exceeds_pixels(frame.cols, frame.rows, options.max_pixels))
+        throw FormatError(fmt::format("video '{}': a frame of {}x{} is more than the limit of {} pixels (--max-pixels)",
+                                      source, frame.cols, frame.rows, options.max_pixels));
       if (frame.type() != CV_8UC3) {
         cv::Mat converted;
         if (frame.channels() == 1) cv::cvtColor(frame, converted, cv::COLOR_GRAY2BGR);

@@ -195,8 +195,10 @@ TEST_CASE("onednn block attention in float32 and bf16 against the reference", "[
   auto dnn = make_onednn_backend();
   // (tq, tk, heads, head_dim): cross-shaped blocks, an odd head size, the real ViT-B/16 and the
   // bundled model's encoder.
-  for (auto [tq, tk, H, d] : {std::array<std::int64_t, 4>{3, 5, 2, 8}, {6, 9, 3, 37}, {197, 197, 12, 64},
-                              {197, 197, 4, 32}}) {
+  for (const auto& shape : {std::array<std::int64_t, 4>{3, 5, 2, 8}, {6, 9, 3, 37}, {197, 197, 12, 64},
+                             {197, 197, 4, 32}}) {
+    // Plain variables, not a structured binding: clang before 16 cannot capture bindings in a lambda.
+    const std::int64_t tq = shape[0], tk = shape[1], H = shape[2], d = shape[3];
     INFO("tq " << tq << " tk " << tk << " H " << H << " d " << d);
     const std::int64_t C = H * d, ld = 3 * C, out_ld = C + 3;
     const auto q = randn(static_cast<std::size_t>(tq * ld), 400 + std::uint32_t(tq));

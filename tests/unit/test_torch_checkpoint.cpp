@@ -284,7 +284,9 @@ TEST_CASE("zip: ZIP64 end record, locator and extra fields", "[torch]") {
   big.zip64 = true;
   Member small{"archive/data.pkl", "pk"};
   small.zip64 = true;
-  const ZipArchive z = parse(make_zip({small, big}, {true}));
+  // The archive views its bytes: they must outlive it (ASan found a temporary here).
+  const std::string zip64_bytes = make_zip({small, big}, {true});
+  const ZipArchive z = parse(zip64_bytes);
   CHECK(z.zip64());
   CHECK(text_of(z, "archive/data/0") == std::string(3000, 'q'));
   CHECK(text_of(z, "archive/data.pkl") == "pk");
@@ -406,7 +408,8 @@ TEST_CASE("zip: malformed archives are refused with the file and the problem", "
   CHECK_THAT(err(rebuilt), Contains("entries 'out' and 'in' overlap"));
 
   Member deflated{"a/data.pkl", "xx", 8};
-  const ZipArchive zd = parse(make_zip({deflated}));
+  const std::string deflated_bytes = make_zip({deflated});
+  const ZipArchive zd = parse(deflated_bytes);
   CHECK_THAT(error_of([&] { zd.data(*zd.find("a/data.pkl")); }),
              Contains("entry 'a/data.pkl' is compressed (deflate)") && Contains("only stored (uncompressed)"));
 }
