@@ -56,10 +56,26 @@ LayoutNames layout_names(const WeightStore& w) {
                                 w.description()));
 }
 
+// The config's sizes against the checkpoint, before any table is built from them (as the other
+// families do): layer counts against the tensor count, the largest matrices against the bytes.
+void check_backed(const Florence2Config& c, const WeightStore& w) {
+  const std::string file = (c.dir / "config.json").string();
+  auto key = [&](const char* k) { return fmt::format("{}: key '{}'", file, k); };
+  const BartConfig& t = c.text;
+  w.require_layers(key("text_config.encoder_layers"), t.encoder_layers);
+  w.require_layers(key("text_config.decoder_layers"), t.decoder_layers);
+  w.require_elements(key("text_config.vocab_size"), "the token embeddings", 1.0 * t.vocab_size * t.d_model);
+  w.require_elements(key("text_config.max_position_embeddings"), "the position embeddings",
+                     1.0 * (t.max_position_embeddings + 2) * t.d_model);
+  w.require_elements(key("text_config.encoder_ffn_dim"), "an MLP weight", 1.0 * t.encoder_ffn_dim * t.d_model);
+  w.require_elements(key("text_config.decoder_ffn_dim"), "an MLP weight", 1.0 * t.decoder_ffn_dim * t.d_model);
+}
+
 std::unique_ptr<CaptionModel> load(const FamilyLoad& f) {
   const LayoutNames names = layout_names(f.weights);
   const bool native = names.layout == Florence2Layout::native;
   const Florence2Config c = load_florence2_config(f.dir, f.config, names.layout);
+  check_backed(c, f.weights);
   Florence2VisionSpec vision = florence2_vision_spec(f.config, names.layout, (f.dir / "config.json").string());
   vision.image_size = c.image_size;
   const TextEncoderSpec encoder = bart_encoder_spec(c.text, names.bart);
