@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/bench_util.hpp"
 #include "src/backend/backend.hpp"
 #include "src/backend/onednn/onednn_backend.hpp"
 
@@ -32,13 +33,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace xcaption;
 
-std::vector<float> random_vector(std::size_t n, unsigned seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, 0.05f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+using bench::random_vector;
 
 // Seconds per call: best of 11 batches, each long enough (>= 0.1 s) to dwarf the timer.
 template <class F>

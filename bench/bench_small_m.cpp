@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/bench_util.hpp"
 #include "src/backend/backend.hpp"
 #include "src/backend/onednn/onednn_backend.hpp"
 
@@ -21,13 +22,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace xcaption;
 
-std::vector<float> random_vector(std::size_t n, unsigned seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, 0.05f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+using bench::random_vector;
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
