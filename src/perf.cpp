@@ -17,6 +17,7 @@
 #include <xcaption/errors.hpp>
 
 #include "src/backend/backend.hpp"
+#include "src/backend/target_clones.hpp"
 #include "src/tensor/tensor.hpp"
 
 namespace xcaption::perf {
@@ -39,7 +40,7 @@ std::int64_t status_kib(const char* key) {
 }
 // XOR is associative, so the compiler vectorises the reduction without changing its value; the
 // clones give it the widest vectors the CPU has.
-__attribute__((target_clones("avx512f", "avx2", "default")))
+XCAPTION_TARGET_CLONES("avx512f", "avx2", "default")
 std::uint64_t xor_all(const std::uint64_t* data, std::size_t words, int threads) {
   std::uint64_t acc = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(^ : acc)

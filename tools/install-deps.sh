@@ -5,7 +5,7 @@
 #   --with-tests   the Python stack plus what the test suite runs against (Slurm and munge for the
 #                  job-array test; Chromium, Node.js and npm, then `npm ci` in tests/server, for the
 #                  server's browser and OpenAI-client test; clang with its sanitizer and libFuzzer
-#                  runtimes, libomp and llvm-symbolizer for tools/harden.sh).
+#                  runtimes, libomp, llvm-symbolizer and the lld linker for tools/harden.sh).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 with_tests=0
@@ -16,7 +16,7 @@ python=(python3 python3-torch python3-numpy python3-pil python3-regex unicode-da
 for arg in "$@"; do
   case "$arg" in
     --with-python) pkgs+=("${python[@]}") ;;
-    --with-tests) pkgs+=("${python[@]}" slurm-wlm munge chromium clang libclang-rt-dev libomp-dev llvm)
+    --with-tests) pkgs+=("${python[@]}" slurm-wlm munge chromium clang libclang-rt-dev libomp-dev llvm lld)
                    # Node.js and npm from Debian unless a node is installed already (a NodeSource
                    # nodejs bundles npm and conflicts with Debian's npm package).
                    command -v node >/dev/null || pkgs+=(nodejs)

@@ -29,6 +29,7 @@
 
 #include "src/backend/backend.hpp"
 #include "src/backend/onednn/small_m.hpp"
+#include "src/backend/target_clones.hpp"
 #include "src/tensor/tensor.hpp"
 
 namespace xcaption {
@@ -201,12 +202,12 @@ template <class T>
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "fma", "default")))
+XCAPTION_TARGET_CLONES("avx512f", "avx2", "fma", "default")
 void one_query_attention_kernel(const OneQueryAttention& a) {
   one_query_attention_body(a, a.k, a.v);
 }
 
-__attribute__((target_clones("avx512f", "avx2", "fma", "default")))
+XCAPTION_TARGET_CLONES("avx512f", "avx2", "fma", "default")
 void one_query_attention_kernel_bf16(const OneQueryAttention& a) {
   one_query_attention_body(a, a.k16, a.v16);
 }
