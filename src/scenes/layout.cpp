@@ -109,17 +109,17 @@ struct StyleParams {
   std::array<int, 2> small, large;        // permille, as kSmallPermille / kLargePermille
   int tilt;                               // squares, diamonds, crosses: within +-tilt degrees
   int channel_jitter, common_jitter;      // colours other than white and black
-  int soften_percent;                     // pull colours towards the background grey
+  std::array<int, 2> soften;              // pull colours towards the background grey, percent (per scene)
   std::array<int, 2> luminance;
   int max_noise;
   int blur_percent;                       // share of scenes blurred
   std::array<int, 2> jpeg_quality;
 };
 
-constexpr StyleParams kTrainStyle = {kMinSide, kMaxSide, false, kSmallPermille, kLargePermille, 20, 10, 0, 0,
+constexpr StyleParams kTrainStyle = {kMinSide, kMaxSide, false, kSmallPermille, kLargePermille, 20, 10, 0, {0, 0},
                                      {100, 175}, 6, 0, {60, 90}};
-constexpr StyleParams kWideStyle = {96, 400, true, {90, 220}, {280, 480}, 25, 18, 15, 0, {85, 190}, 10, 30, {40, 90}};
-constexpr StyleParams kUnseenStyle = {80, 360, true, {110, 210}, {290, 440}, 25, 14, 12, 25, {90, 190}, 9, 50, {50, 85}};
+constexpr StyleParams kWideStyle = {96, 400, true, {90, 220}, {280, 480}, 25, 18, 15, {0, 35}, {85, 190}, 10, 30, {40, 90}};
+constexpr StyleParams kUnseenStyle = {80, 360, true, {110, 210}, {290, 440}, 25, 14, 12, {25, 25}, {90, 190}, 9, 50, {50, 85}};
 
 const StyleParams& params_of(Style style) {
   switch (style) {
@@ -227,7 +227,7 @@ std::array<int, 4> extent_of(const std::vector<cv::Point>& pts) {  // min_x, max
 // square: the larger of (box width / canvas width) and (box height / canvas height) of the rotated
 // shape's geometric extent equals a fraction drawn from kSmallPermille or kLargePermille.
 Candidate draw_candidate(Rng& rng, int width, int height, bool force_small, const StyleParams& style,
-                         int background) {
+                         int background, int soften_percent) {
   Candidate c;
   c.shape = static_cast<int>(rng.uniform_int(0, 5));
   c.color = static_cast<int>(rng.uniform_int(0, 7));
@@ -273,7 +273,7 @@ Candidate draw_candidate(Rng& rng, int width, int height, bool force_small, cons
   std::array<int, 3> rgb{};
   for (int ch = 0; ch < 3; ++ch) {
     const int v = anchor.rgb[ch] + common + static_cast<int>(rng.uniform_int(-channel_j, channel_j));
-    rgb[ch] = clamp255(neutral ? v : v + (background - v) * style.soften_percent / 100);
+    rgb[ch] = clamp255(neutral ? v : v + (background - v) * soften_percent / 100);
   }
   c.bgr = cv::Scalar(rgb[2], rgb[1], rgb[0]);
   return c;
@@ -357,9 +357,12 @@ Layout make_layout(const RenderOptions& options, std::int64_t index) {
   layout.noise_amplitude = static_cast<int>(rng.uniform_int(0, style.max_noise));
   layout.jpeg = rng.bernoulli(options.jpeg_probability);
   layout.jpeg_quality = static_cast<int>(rng.uniform_int(style.jpeg_quality[0], style.jpeg_quality[1]));
+  int soften_percent = style.soften[0];
   if (style.blur_percent > 0) {  // a stream of its own: the train style draws nothing here
     Rng extra(stream_seed(options.seed, index, 2));
     if (extra.uniform_int(0, 99) < style.blur_percent) layout.blur_kernel = extra.uniform_int(0, 1) == 0 ? 3 : 5;
+    // a range (wide) is drawn after the blur, so a fixed amount (unseen) leaves its scenes as they were
+    if (style.soften[0] < style.soften[1]) soften_percent = static_cast<int>(extra.uniform_int(style.soften[0], style.soften[1]));
   }
 
   // Objects: drawn one after another at random positions; a scene whose objects cannot all be
@@ -376,7 +379,8 @@ Layout make_layout(const RenderOptions& options, std::int64_t index) {
     placed.clear();
     bool ok = true;
     for (int k = 0; k < count && ok; ++k) {
-      Candidate c = draw_candidate(rng, width, height, restart >= kRestartsBeforeSmall, style, bg.luminance);
+      Candidate c = draw_candidate(rng, width, height, restart >= kRestartsBeforeSmall, style, bg.luminance,
+                                   soften_percent);
       const int x_lo = border * kOne - c.min_x, x_hi = (width - 1 - border) * kOne - c.max_x;
       const int y_lo = border * kOne - c.min_y, y_hi = (height - 1 - border) * kOne - c.max_y;
       ok = false;

@@ -544,3 +544,58 @@ TEST_CASE("serve: option mistakes are usage errors before anything listens", "[s
   CHECK(help.exit_code == 0);
   CHECK(help.out.find("/v1/chat/completions") != std::string::npos);
 }
+
+TEST_CASE("serve: a task model's task and text per request, as caption --task and attend --task give them", "[server]") {
+  const std::string model = (kData / "tiny-florence2-remote").string();
+  const std::string image = (kData / "golden_images" / "img_45x30.png").string();
+  const std::string bytes = read_file(image);
+  ServerProcess server({"--model", model, "--threads", "1"});
+  auto cli = server.client();
+  const CliResult od = run_cli("caption --threads 1 --json --task '<OD>' --max-new-tokens 16 --model '" + model + "' '" + image + "'");
+  const CliResult cap = run_cli("caption --threads 1 --json --max-new-tokens 16 --model '" + model + "' '" + image + "'");
+  REQUIRE(od.exit_code == 0);
+  REQUIRE(cap.exit_code == 0);
+  const json want_od = json::parse(od.out), want_cap = json::parse(cap.out);
+  REQUIRE(want_od["token_ids"] != want_cap["token_ids"]);
+
+  auto details = cli.Post("/caption?details=true",
+                          httplib::MultipartFormDataItems{{"file", bytes, "img.png", "image/png"},
+                                                          {"task", "<OD>", "", ""},
+                                                          {"max_new_tokens", "16", "", ""}});
+  REQUIRE(details);
+  INFO(details->body.substr(0, 400));
+  REQUIRE(details->status == 200);
+  const json got = json::parse(details->body);
+  CHECK(got["task"] == "<OD>");
+  CHECK(got["token_ids"] == want_od["token_ids"]);
+  CHECK(got["result"] == want_od["result"]);
+  // Without a task: the model's default task, as the CLI's default.
+  auto plain = cli.Post("/caption?details=true", json{{"inputs", xcaption::server::base64_encode(bytes)},
+                                                      {"parameters", {{"max_new_tokens", 16}}}}.dump(),
+                        "application/json");
+  REQUIRE(plain);
+  REQUIRE(plain->status == 200);
+  CHECK(json::parse(plain->body)["token_ids"] == want_cap["token_ids"]);
+  CHECK(json::parse(plain->body)["task"] == "<CAPTION>");
+
+  const CliResult at = run_cli("attend --threads 1 --json --task '<OD>' --max-new-tokens 16 --model '" + model + "' '" + image + "'");
+  REQUIRE(at.exit_code == 0);
+  const json want_at = json::parse(at.out);
+  auto attend = cli.Post("/attend", httplib::MultipartFormDataItems{{"file", bytes, "img.png", "image/png"},
+                                                                    {"task", "<OD>", "", ""},
+                                                                    {"max_new_tokens", "16", "", ""}});
+  REQUIRE(attend);
+  REQUIRE(attend->status == 200);
+  const json ga = json::parse(attend->body);
+  CHECK(ga["task"] == "<OD>");
+  CHECK(ga["result"] == want_at["result"]);
+  REQUIRE(ga["tokens"].size() == want_at["tokens"].size());
+  for (std::size_t t = 0; t < ga["tokens"].size(); ++t) CHECK(ga["tokens"][t]["id"] == want_at["tokens"][t]["id"]);
+
+  // An unknown task is the client's error, naming the task.
+  auto bad = cli.Post("/caption", httplib::MultipartFormDataItems{{"file", bytes, "img.png", "image/png"},
+                                                                  {"task", "<NOPE>", "", ""}});
+  REQUIRE(bad);
+  CHECK(bad->status == 400);
+  CHECK(bad->body.find("<NOPE>") != std::string::npos);
+}
