@@ -11,6 +11,7 @@
 
 #include "src/cli/cli.hpp"
 #include "src/cli/collection.hpp"
+#include "src/io/result_json.hpp"
 
 namespace xcaption::cli {
 
@@ -38,11 +39,7 @@ nlohmann::ordered_json to_json(const std::string& image, const CaptionResult& r,
   j["image"] = image;
   j["caption"] = r.caption;
   j["prompt_ids"] = r.prompt_ids;
-  if (r.task) {  // a task model: the task and its structured answer, as `caption --json` gives them
-    j["task"] = r.task->task;
-    j["text"] = r.task->text;
-    j["result"] = nlohmann::ordered_json::parse(r.task->json);
-  }
+  put_task_fields(j, r);  // a task model's task and answer, as caption --json gives them
   j["grid"] = {r.cross_attention.grid_rows, r.cross_attention.grid_cols};
   j["tokens"] = nlohmann::ordered_json::array();
   for (const auto& t : tokens) {

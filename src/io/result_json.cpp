@@ -16,11 +16,7 @@ nlohmann::json caption_result_json(const std::string& image, const CaptionResult
                      {"encoder", r.timings.encoder_ms},
                      {"cross_kv", r.timings.cross_kv_ms},
                      {"decode", r.timings.decode_ms}};
-  if (r.task) {
-    j["task"] = r.task->task;
-    j["text"] = r.task->text;
-    j["result"] = nlohmann::json::parse(r.task->json);
-  }
+  put_task_fields(j, r);
   return j;
 }
 

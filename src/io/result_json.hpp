@@ -16,6 +16,17 @@ namespace xcaption {
 /// post_process_generation returns it).
 nlohmann::json caption_result_json(const std::string& image, const CaptionResult& result);
 
+/// For a task model's result: "task", "text" (special tokens kept) and "result" (the structured
+/// answer) on `j`; nothing otherwise. One definition for caption --json, attend --json and the
+/// server's answers (nlohmann::json or ordered_json).
+template <class Json>
+void put_task_fields(Json& j, const CaptionResult& r) {
+  if (!r.task) return;
+  j["task"] = r.task->task;
+  j["text"] = r.task->text;
+  j["result"] = Json::parse(r.task->json);
+}
+
 /// What a caption line shows: the caption, or a task's answer (its text when the answer is text,
 /// else the answer as compact JSON).
 std::string display_text(const CaptionResult& result);

@@ -597,11 +597,7 @@ class HttpServer {
     j["image"] = u.name;
     j["caption"] = r.caption;
     j["prompt_ids"] = r.prompt_ids;
-    if (r.task) {  // as `attend --json`: the task and its structured answer
-      j["task"] = r.task->task;
-      j["text"] = r.task->text;
-      j["result"] = ordered_json::parse(r.task->json);
-    }
+    put_task_fields(j, r);  // as attend --json
     j["grid"] = {r.cross_attention.grid_rows, r.cross_attention.grid_cols};
     j["tokens"] = ordered_json::array();
     const RgbImage base = overlay ? viz::fit_image(image, 320) : RgbImage{};
