@@ -94,7 +94,7 @@ std::int64_t Florence2VisionSpec::num_tokens() const {
   return n;
 }
 
-Florence2VisionSpec florence2_vision_spec(const Node& config, Florence2Layout layout) {
+Florence2VisionSpec florence2_vision_spec(const Node& config, Florence2Layout layout, const WeightStore* backing) {
   const bool remote = layout == Florence2Layout::remote;
   const Node v = sub_object(config, "vision_config");
   Florence2VisionSpec s;
@@ -154,6 +154,8 @@ Florence2VisionSpec florence2_vision_spec(const Node& config, Florence2Layout la
                                    {"num_heads", heads[i]}, {"num_groups", groups[i]}, {"patch_size", patch[i]},
                                    {"patch_stride", stride[i]}})
       require_positive(v, key(k), value);
+    // a million blocks would take minutes and gigabytes to describe: refuse them first
+    if (backing) backing->require_layers(v.where(key("depths")), depths[i]);
     if (padding[i] < 0) throw InputError(fmt::format("{}: {} is negative", v.where(key("patch_padding")), padding[i]));
     if (dims[i] % heads[i] != 0)
       throw ShapeError(fmt::format("{}: {} is not a multiple of num_heads[{}] {}", v.where(key(dim_key)), dims[i], i,
@@ -264,8 +266,9 @@ Florence2VisionSpec florence2_vision_spec(const Node& config, Florence2Layout la
   return s;
 }
 
-Florence2VisionSpec florence2_vision_spec(const nlohmann::json& config, Florence2Layout layout, const std::string& file) {
-  return florence2_vision_spec(Node{&config, file, ""}, layout);
+Florence2VisionSpec florence2_vision_spec(const nlohmann::json& config, Florence2Layout layout, const std::string& file,
+                                          const WeightStore* backing) {
+  return florence2_vision_spec(Node{&config, file, ""}, layout, backing);
 }
 
 // ---------------------------------------------------------------------------------------------

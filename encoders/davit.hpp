@@ -84,9 +84,12 @@ struct Florence2VisionSpec {
 /// config.json. `config` is the whole file; `file` names it in messages. Throws FormatError,
 /// InputError or ShapeError naming the file and key (missing or zero sizes, lists of different
 /// lengths, dims not divisible by heads or groups, unsupported embeddings or feature sources).
-Florence2VisionSpec florence2_vision_spec(const config::Node& config, Florence2Layout layout);
+/// With `backing`, each stage's depth is checked against the checkpoint's tensor count
+/// (WeightStore::require_layers) before a table entry is built per block.
+Florence2VisionSpec florence2_vision_spec(const config::Node& config, Florence2Layout layout,
+                                          const WeightStore* backing = nullptr);
 Florence2VisionSpec florence2_vision_spec(const nlohmann::json& config, Florence2Layout layout,
-                                          const std::string& file = "config.json");
+                                          const std::string& file = "config.json", const WeightStore* backing = nullptr);
 
 /// Every tensor of the tower and the projector, for WeightStore::validate and `info`.
 std::vector<ExpectedTensor> describe(const Florence2VisionSpec& spec);

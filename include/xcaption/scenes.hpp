@@ -48,7 +48,8 @@ struct Scene {
 ///   up to 5:4, tilts within 20 degrees). Unchanged: the same seed gives the same scenes as before.
 /// - Wide: the wider training world for the next model: sizes 9-22% / 28-48%, canvases 96-400 px
 ///   from 9:16 to 16:9, tilts within 25 degrees, stronger shade jitter, colours pulled 0-35%
-///   towards the background grey (per scene), backgrounds 85-190, noise up to 10, Gaussian blur (3 or 5 px kernel) on 30% of scenes, JPEG quality 40-90.
+///   towards the background grey (per scene), backgrounds 85-190, noise up to 10, Gaussian blur
+///   (3 or 5 px kernel) on 30% of scenes, JPEG quality 40-90.
 /// - Unseen: an evaluation style no model is trained on: sizes 11-21% / 29-44% drawn from other
 ///   ranges, canvases 9:16 to 16:9, tilts within 25 degrees, softer shades (colours pulled 25%
 ///   towards the background grey), backgrounds 90-190, noise up to 9, blur on half the scenes.

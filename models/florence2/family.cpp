@@ -58,30 +58,12 @@ LayoutNames layout_names(const WeightStore& w) {
 
 // The config's sizes against the checkpoint, before any table is built from them (as the other
 // families do): layer counts against the tensor count, the largest matrices against the bytes.
-void check_backed(const Florence2Config& c, const config::json& config, const WeightStore& w) {
+void check_backed(const Florence2Config& c, const WeightStore& w) {
   const std::string file = (c.dir / "config.json").string();
   auto key = [&](const char* k) { return fmt::format("{}: key '{}'", file, k); };
   const BartConfig& t = c.text;
   w.require_layers(key("text_config.encoder_layers"), t.encoder_layers);
   w.require_layers(key("text_config.decoder_layers"), t.decoder_layers);
-  // DaViT's block count, before florence2_vision_spec builds a table entry per block: a million
-  // blocks would take minutes and gigabytes to describe. Only well-formed lists are summed here;
-  // anything else gets the spec parser's message about the key.
-  if (const auto vc = config.find("vision_config"); vc != config.end() && vc->is_object()) {
-    const auto it = vc->find("depths");
-    if (it != vc->end() && it->is_array()) {
-      std::int64_t blocks = 0;
-      bool well_formed = true;
-      for (const auto& d : *it) {
-        if (!d.is_number_integer() || d.get<std::int64_t>() < 0 || d.get<std::int64_t>() > (std::int64_t{1} << 24)) {
-          well_formed = false;
-          break;
-        }
-        blocks += d.get<std::int64_t>();
-      }
-      if (well_formed) w.require_layers(key("vision_config.depths"), blocks);
-    }
-  }
   w.require_elements(key("text_config.vocab_size"), "the token embeddings", 1.0 * t.vocab_size * t.d_model);
   w.require_elements(key("text_config.max_position_embeddings"), "the position embeddings",
                      1.0 * (t.max_position_embeddings + 2) * t.d_model);
@@ -93,8 +75,8 @@ std::unique_ptr<CaptionModel> load(const FamilyLoad& f) {
   const LayoutNames names = layout_names(f.weights);
   const bool native = names.layout == Florence2Layout::native;
   const Florence2Config c = load_florence2_config(f.dir, f.config, names.layout);
-  check_backed(c, f.config, f.weights);
-  Florence2VisionSpec vision = florence2_vision_spec(f.config, names.layout, (f.dir / "config.json").string());
+  check_backed(c, f.weights);
+  Florence2VisionSpec vision = florence2_vision_spec(f.config, names.layout, (f.dir / "config.json").string(), &f.weights);
   vision.image_size = c.image_size;
   const TextEncoderSpec encoder = bart_encoder_spec(c.text, names.bart);
   const TextDecoderSpec decoder = bart_decoder_spec(c.text, names.bart);

@@ -358,11 +358,12 @@ Layout make_layout(const RenderOptions& options, std::int64_t index) {
   layout.jpeg = rng.bernoulli(options.jpeg_probability);
   layout.jpeg_quality = static_cast<int>(rng.uniform_int(style.jpeg_quality[0], style.jpeg_quality[1]));
   int soften_percent = style.soften[0];
-  if (style.blur_percent > 0) {  // a stream of its own: the train style draws nothing here
+  const bool soften_range = style.soften[0] < style.soften[1];
+  if (style.blur_percent > 0 || soften_range) {  // a stream of its own: the train style draws nothing here
     Rng extra(stream_seed(options.seed, index, 2));
     if (extra.uniform_int(0, 99) < style.blur_percent) layout.blur_kernel = extra.uniform_int(0, 1) == 0 ? 3 : 5;
     // a range (wide) is drawn after the blur, so a fixed amount (unseen) leaves its scenes as they were
-    if (style.soften[0] < style.soften[1]) soften_percent = static_cast<int>(extra.uniform_int(style.soften[0], style.soften[1]));
+    if (soften_range) soften_percent = static_cast<int>(extra.uniform_int(style.soften[0], style.soften[1]));
   }
 
   // Objects: drawn one after another at random positions; a scene whose objects cannot all be
