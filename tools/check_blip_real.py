@@ -137,8 +137,7 @@ def compare_case(label: str, xc: dict, ref: gen_mod.Result, tok, tol: float, sta
     if xc["prompt_ids"] != want_prompt:
         errors.append(f"{label}: prompt_ids {xc['prompt_ids']}, reference {want_prompt}")
     if xc["token_ids"] != want:
-        step = next((i for i, (a, b) in enumerate(zip(xc["token_ids"], want)) if a != b),
-                    min(len(want), len(xc["token_ids"])))
+        step = gen_mod.first_difference(xc["token_ids"], want)
         errors.append(f"{label}: token ids differ from step {step}: xcaption {xc['token_ids']}, reference "
                       f"{want}{margin_at(ref, step) if ref.mode == 'greedy' else ''}")
         return errors

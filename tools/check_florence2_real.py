@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 from xcaption_ref import florence2 as fl2  # noqa: E402
+from xcaption_ref.generate import first_difference  # noqa: E402
 from xcaption_ref.preprocess import load_image, preprocess  # noqa: E402
 
 TASKS = ["<CAPTION>", "<DETAILED_CAPTION>", "<OD>", "<OCR_WITH_REGION>"]
@@ -142,8 +143,7 @@ def main() -> int:
                     if row["prompt_ids"] != [ref.resolved.decoder_start_token_id]:
                         problems.append(f"decoder prompt {row['prompt_ids']}")
                     if row["token_ids"] != gen:
-                        step = next((i for i, (x, y) in enumerate(zip(row["token_ids"], gen)) if x != y),
-                                    min(len(gen), len(row["token_ids"])))
+                        step = first_difference(row["token_ids"], gen)
                         problems.append(f"tokens differ from step {step}: xcaption {row['token_ids'][step:step + 4]} "
                                         f"reference {gen[step:step + 4]}")
                     else:

@@ -200,6 +200,15 @@ class Result:
         return self.sequence[self.prompt_len:]
 
 
+def first_difference(got: List[int], want: List[int]) -> int:
+    """Index of the first token where two id sequences differ; the shorter length when one is a
+    prefix of the other (for reports of checks against this reference)."""
+    for i, (a, b) in enumerate(zip(got, want)):
+        if a != b:
+            return i
+    return min(len(got), len(want))
+
+
 def encode_image(model: VisionEncoderDecoder, pixel_values: torch.Tensor) -> torch.Tensor:
     """(1, 3, H, W) -> the decoder's cross-attention input (1, N, D)."""
     with torch.no_grad():
