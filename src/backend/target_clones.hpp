@@ -3,16 +3,9 @@
 // XCAPTION_TARGET_CLONES("avx512f", ..., "default"): one copy of a function per instruction set,
 // picked when the program is loaded (GCC and clang `target_clones`, through an ifunc resolver).
 // ThreadSanitizer instruments that resolver, and the dynamic loader runs it before the TSan
-// runtime is set up, which crashes at start-up; a TSan build therefore keeps the default copy.
-#if defined(__SANITIZE_THREAD__)
-#define XCAPTION_NO_TARGET_CLONES 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define XCAPTION_NO_TARGET_CLONES 1
-#endif
-#endif
-
-#ifdef XCAPTION_NO_TARGET_CLONES
+// runtime is set up, which crashes at start-up; a TSan build (XCAPTION_TSAN, defined by CMake when
+// XCAPTION_SANITIZE names "thread") therefore keeps the default copy.
+#ifdef XCAPTION_TSAN
 #define XCAPTION_TARGET_CLONES(...)
 #else
 #define XCAPTION_TARGET_CLONES(...) __attribute__((target_clones(__VA_ARGS__)))

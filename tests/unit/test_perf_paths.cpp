@@ -34,14 +34,7 @@
 // Every C++ heap allocation of the test program is counted (libdnnl's own C++ allocations
 // included). Counting is all it does: the allocation itself is malloc as usual. ThreadSanitizer's
 // runtime defines the global operator new itself (a second definition does not link), so a TSan
-// build counts nothing and the counting test says it is skipped.
-#if defined(__SANITIZE_THREAD__)
-#define XCAPTION_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define XCAPTION_TSAN 1
-#endif
-#endif
+// build (XCAPTION_TSAN, from CMake) counts nothing and the counting test says it is skipped.
 namespace {
 std::atomic<long> g_heap_allocations{0};
 }
