@@ -25,6 +25,7 @@
 #include "src/backend/backend.hpp"
 #include "src/backend/onednn/onednn_backend.hpp"
 #include "src/backend/onednn/small_m.hpp"
+#include "src/backend/tsan.hpp"
 #include "src/generate/generate.hpp"
 #include "models/vit_gpt2/config.hpp"
 #include "src/io/weights.hpp"
@@ -34,7 +35,7 @@
 // Every C++ heap allocation of the test program is counted (libdnnl's own C++ allocations
 // included). Counting is all it does: the allocation itself is malloc as usual. ThreadSanitizer's
 // runtime defines the global operator new itself (a second definition does not link), so a TSan
-// build (XCAPTION_TSAN, from CMake) counts nothing and the counting test says it is skipped.
+// build (XCAPTION_TSAN, src/backend/tsan.hpp) counts nothing and the counting test says it is skipped.
 namespace {
 std::atomic<long> g_heap_allocations{0};
 }
