@@ -15,8 +15,8 @@ cd "$(dirname "$0")/.."
 [[ $# -ge 3 ]] || { sed -n 4,13p "$0" >&2; exit 2; }
 ckpt=$1 work=$2 steps=$3; shift 3
 [[ -f $ckpt ]] || { echo "train_speed: no checkpoint $ckpt" >&2; exit 1; }
-start=$(/usr/bin/python3 -c "import sys, torch; print(torch.load(sys.argv[1], map_location='cpu', weights_only=False)['step'])" "$ckpt")
-key=$(/usr/bin/python3 -c "import sys, torch; print(torch.load(sys.argv[1], map_location='cpu', weights_only=False)['recipe_key'])" "$ckpt")
+read -r start key < <(/usr/bin/python3 -c "import sys, torch
+c = torch.load(sys.argv[1], map_location='cpu', weights_only=False); print(c['step'], c['recipe_key'])" "$ckpt")
 stop=$((start + steps))
 scratch=$(mktemp -d /tmp/train_speed.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT

@@ -35,9 +35,11 @@ CI can check that the recipe still runs and that the engine loads its output.
 `--device cuda` runs the same recipe on a GPU (recipe exploration only: the shipped model is trained
 on the CPU; data rendered elsewhere can be brought as the work folder's resized_112.npy caches).
 
-Threads: torch runs its own ops on --threads threads (default 1) and matrix products in OpenBLAS
-with OPENBLAS_NUM_THREADS (default 2, set before torch is imported); on this 2-core machine that is
-faster than torch.set_num_threads(2) (see models/shapes-small/README.md).
+Threads: torch runs its own ops on --threads threads (default 1), float32 matrix products in
+OpenBLAS with OPENBLAS_NUM_THREADS (default 2, set before torch is imported). Under bf16 autocast
+(amp_bf16, the default) the matrix products run in oneDNN on torch's threads instead, so
+--threads 2 is faster (models/shapes-small/README.md, "Training speed") but rounds differently
+from the shipped model's --threads 1.
 """
 
 from __future__ import annotations
@@ -852,7 +854,7 @@ def main(argv=None) -> int:
         # Training allocates and frees the same large blocks (activations, attention maps) every
         # step. glibc hands blocks above its mmap threshold back to the kernel, so each step faults
         # fresh 4 KiB pages in again; on a VM where page faults had become slow that made the main
-        # phase 2.5x slower an hour into a run (44 -> 17 images/s). Transparent huge pages for
+        # phase 2.5x slower within half an hour (44 -> 17 images/s). Transparent huge pages for
         # malloc's blocks (glibc >= 2.35; older ones ignore the tunable) take 512x fewer faults.
         # glibc reads tunables at start-up only, hence the one re-exec; a GLIBC_TUNABLES that sets
         # glibc.malloc.hugetlb already is left as it is.
